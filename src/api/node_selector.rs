@@ -1,0 +1,83 @@
+//! Which nodes a config applies to: a label selector with the bounds an admission check needs.
+//!
+//! This mirrors `metav1.LabelSelector`, but with every string and list bounded and the operator/values rules
+//! checked at admission, so a bad selector is refused instead of silently selecting nothing.
+
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// A label selector over Nodes. Empty selects every node.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelector {
+    /// Labels a node must have, with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() <= 317 && self[k].size() <= 63)")
+        .message("matchLabels keys must be at most 317 characters and values at most 63"))]
+    pub match_labels: BTreeMap<String, String>,
+    /// Requirements on a node's labels; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub match_expressions: Vec<NodeSelectorRequirement>,
+}
+
+/// How a requirement relates a label to its values.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub enum NodeSelectorOperator {
+    /// The label's value is one of `values`.
+    In,
+    /// The label is missing, or its value is none of `values`.
+    NotIn,
+    /// The label is present, whatever its value.
+    Exists,
+    /// The label is missing.
+    DoesNotExist,
+}
+
+/// One requirement on a node's labels.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)"
+).message("values must be non-empty for operators In and NotIn, and empty for Exists and DoesNotExist")
+ .field_path(".values"))]
+pub struct NodeSelectorRequirement {
+    /// The label key.
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: NodeSelectorOperator,
+    /// The values for `In` and `NotIn`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
+    pub values: Vec<String>,
+}
+
+impl NodeSelector {
+    /// Whether a node with these labels is selected.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+            && self
+                .match_expressions
+                .iter()
+                .all(|requirement| requirement.matches(labels))
+    }
+}
+
+impl NodeSelectorRequirement {
+    /// Whether a node with these labels meets this requirement.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            NodeSelectorOperator::In => value.is_some_and(|value| self.values.contains(value)),
+            NodeSelectorOperator::NotIn => value.is_none_or(|value| !self.values.contains(value)),
+            NodeSelectorOperator::Exists => value.is_some(),
+            NodeSelectorOperator::DoesNotExist => value.is_none(),
+        }
+    }
+}

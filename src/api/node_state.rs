@@ -1,0 +1,149 @@
+//! `RktNodeState`: the contract between the controller and one node's agent.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// The directories an agent may write to. The CRD refuses any other path, so a compromised controller or a hand
+/// edit cannot make an agent write outside rkt's and the kubelet's configuration.
+pub const MANAGED_ROOTS: [&str; 4] = [
+    "/etc/rkt/net.d/",
+    "/etc/rkt/stage1.d/",
+    "/etc/cni/net.d/",
+    "/etc/systemd/system/kubelet.service.d/",
+];
+
+/// Exactly what one node must have. Named after its node and owned by the controller; the node's agent applies
+/// the spec and reports in status. Edit the RktNodeConfig instead: the controller rewrites this object.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
+#[kube(
+    group = "rktnetes.io",
+    version = "v1alpha1",
+    kind = "RktNodeState",
+    doc = "Exactly what one node must have, rendered by the controller from the RktNodeConfig that wins the node, \
+           and what the node's agent reports back. Named after its node.",
+    plural = "rktnodestates",
+    shortname = "rns",
+    category = "rktnetes",
+    status = "RktNodeStateStatus",
+    printcolumn = r#"{"name":"Config","type":"string","jsonPath":".spec.configName"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".spec.hash"}"#,
+    printcolumn = r#"{"name":"Applied","type":"string","jsonPath":".status.appliedHash"}"#,
+    printcolumn = r#"{"name":"Rkt","type":"string","jsonPath":".status.observedRktVersion"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RktNodeStateSpec {
+    /// The RktNodeConfig this state was rendered from.
+    #[schemars(length(min = 1, max = 63))]
+    pub config_name: String,
+    /// The files the node must have, each written whole and atomically. Files the agent wrote before and that are
+    /// no longer listed are removed; files it never wrote are never touched.
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub files: Vec<HostFile>,
+    /// The hash of `files`, `rkt` and `restartApiService`: the identity of this desired state.
+    #[schemars(length(min = 1, max = 64))]
+    pub hash: String,
+    /// The rkt the node must run and its API service.
+    pub rkt: RktServiceSpec,
+    /// Restart the rkt API service after the files change, so it reads the new configuration.
+    #[serde(default)]
+    pub restart_api_service: bool,
+}
+
+/// A file the agent writes on the node.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostFile {
+    /// The absolute path on the node, inside one of rkt's or the kubelet's configuration directories.
+    #[schemars(length(min = 2, max = 512))]
+    #[x_kube(
+        validation = Rule::new(
+            "['/etc/rkt/net.d/', '/etc/rkt/stage1.d/', '/etc/cni/net.d/', '/etc/systemd/system/kubelet.service.d/'].exists(root, self.startsWith(root))"
+        ).message("path must be inside /etc/rkt/net.d, /etc/rkt/stage1.d, /etc/cni/net.d or /etc/systemd/system/kubelet.service.d"),
+        validation = Rule::new("!self.split('/').exists(p, p == '..' || p == '.')")
+            .message("path must not contain '.' or '..' segments"),
+    )]
+    pub path: String,
+    /// The whole content of the file.
+    #[schemars(length(max = 65536))]
+    pub content: String,
+    /// The file's permission bits (decimal in JSON; 420 is 0644).
+    #[serde(default = "default_mode")]
+    #[schemars(range(min = 0, max = 511))]
+    pub mode: i32,
+}
+
+fn default_mode() -> i32 {
+    0o644
+}
+
+/// The rkt a node must run, as the agent needs it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RktServiceSpec {
+    /// The rkt version the node must report.
+    #[schemars(length(min = 1, max = 64))]
+    pub version: String,
+    /// Where the rkt API service listens, as HOST:PORT.
+    #[schemars(length(min = 3, max = 261))]
+    pub api_endpoint: String,
+    /// The systemd unit of the rkt API service.
+    #[schemars(length(min = 9, max = 255))]
+    pub api_service_unit: String,
+    /// The rkt binary, when not on the PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1024))]
+    pub path: Option<String>,
+}
+
+/// Where a node is in applying its desired state.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum NodePhase {
+    /// The agent has not acted on the current spec yet.
+    Pending,
+    /// The agent is writing files and restarting the rkt API service.
+    Applying,
+    /// The current spec is on the node and the rkt API service is healthy.
+    Applied,
+    /// The node cannot reach the desired state; `lastError` says why.
+    Degraded,
+    /// The new files broke the rkt API service; the previous files were restored.
+    RolledBack,
+}
+
+/// What the node's agent observed. Written by that node's agent only.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RktNodeStateStatus {
+    /// Where the node is in applying `spec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<NodePhase>,
+    /// The `spec.hash` whose files are on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
+    /// The rkt version the node reported (rkt API `GetInfo`, or `rkt version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_rkt_version: Option<String>,
+    /// The systemd version the node reported over D-Bus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_systemd_version: Option<String>,
+    /// Whether the rkt API service answered `GetInfo` after the last change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_service_healthy: Option<bool>,
+    /// Why the node is Degraded or RolledBack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the phase last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// When the agent last applied a spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_time: Option<Time>,
+    /// The node's conditions as the agent sees them, mirrored on the Node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,50 @@
+//! The rkt installation the operator expects on the node.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// The rkt the nodes must run, and how the operator reaches its API service.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RktSpec {
+    /// The rkt version the nodes must run, as a semantic version, at least 1.9.1 (the oldest that Kubernetes'
+    /// rkt runtime accepts). A node reporting another version gets the `RktVersionMatches` condition False.
+    #[schemars(length(min = 5, max = 64))]
+    #[x_kube(
+        validation = Rule::new("isSemver(self)").message("version must be a semantic version such as 1.30.0"),
+        validation = Rule::new("!isSemver(self) || semver(self).compareTo(semver('1.9.1')) >= 0")
+            .message("version must be at least 1.9.1, the oldest rkt that Kubernetes supports"),
+    )]
+    pub version: String,
+    /// Where the rkt API service listens (`rkt api-service --listen`), as HOST:PORT; also the kubelet's
+    /// `--rkt-api-endpoint`.
+    #[serde(default = "default_api_endpoint")]
+    #[schemars(length(min = 3, max = 261))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^([A-Za-z0-9][A-Za-z0-9.-]*|\\\\[[0-9A-Fa-f:.]+\\\\]):[0-9]{1,5}$') && int(self.substring(self.lastIndexOf(':') + 1)) >= 1 && int(self.substring(self.lastIndexOf(':') + 1)) <= 65535"
+    ).message("apiEndpoint must be HOST:PORT with a port from 1 to 65535, such as localhost:15441"))]
+    pub api_endpoint: String,
+    /// The systemd unit that runs the rkt API service on the node; the agent restarts it after changing rkt's
+    /// configuration.
+    #[serde(default = "default_api_service_unit")]
+    #[schemars(length(min = 9, max = 255))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9:_.@-]+\\\\.service$')")
+        .message("apiServiceUnit must be a systemd service unit name such as rkt-api.service"))]
+    pub api_service_unit: String,
+    /// The rkt binary (the kubelet's `--rkt-path`). Left out, `rkt` is looked up on the PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1024))]
+    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.split('/').exists(p, p == '..')")
+        .message("path must be an absolute path without '..'"))]
+    pub path: Option<String>,
+}
+
+/// The rkt API service's default listen address (rkt `api-service --listen`).
+pub fn default_api_endpoint() -> String {
+    "localhost:15441".to_owned()
+}
+
+/// The conventional unit of the rkt API service (seed 003).
+pub fn default_api_service_unit() -> String {
+    "rkt-api.service".to_owned()
+}

@@ -1,0 +1,76 @@
+//! Hand-written schema fragments for the places where a derived schema cannot say enough: raw CNI configs, whose
+//! unknown fields must be kept while the fields rkt acts on (`type`, `name`) are still checked.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// The most properties a raw CNI config may have: real plugin configs have a dozen or so.
+const MAX_CNI_CONFIG_PROPERTIES: u32 = 64;
+
+/// rkt joins the CNI config's `type` to its plugin directories without sanitising it, so anything but a plain
+/// file name runs an arbitrary binary (the class of CVE-2021-20206).
+const PLAIN_PLUGIN_TYPE_RULE: &str = "!self.contains('/') && !self.contains('..')";
+const PLAIN_PLUGIN_TYPE_MESSAGE: &str = "type must be a plain CNI plugin name (no '/' and no '..'): rkt runs the binary \
+     it names from /etc/rkt/net.d and its stage1's plugin directory without sanitising it";
+
+fn cni_config(name_rules: serde_json::Value, description: &str) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": description,
+        "x-kubernetes-preserve-unknown-fields": true,
+        "maxProperties": MAX_CNI_CONFIG_PROPERTIES,
+        "required": ["type"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "The CNI plugin to run, by its binary's file name (for example `bridge`, `ptp`, `macvlan`).",
+                "minLength": 1,
+                "maxLength": 64,
+                "x-kubernetes-validations": [
+                    { "rule": PLAIN_PLUGIN_TYPE_RULE, "message": PLAIN_PLUGIN_TYPE_MESSAGE }
+                ]
+            },
+            "name": name_rules,
+            "cniVersion": {
+                "type": "string",
+                "description": "The CNI specification version of this config (for example `0.3.1`).",
+                "maxLength": 16
+            }
+        }
+    })
+}
+
+/// A raw CNI config used as rkt's contained network: its name is ours to set.
+pub fn contained_cni_config(_: &mut SchemaGenerator) -> Schema {
+    cni_config(
+        json_schema!({
+            "type": "string",
+            "description": "The network name. rkt's contained network must be named `rkt.kubernetes.io`; the operator sets it, so leave it out.",
+            "maxLength": 253,
+            "x-kubernetes-validations": [{
+                "rule": "self == 'rkt.kubernetes.io'",
+                "message": "the contained network's name is always rkt.kubernetes.io (the kubelet asks rkt for that network); leave name out and the operator sets it"
+            }]
+        })
+        .into(),
+        "A raw CNI network config (one plugin, as JSON), written to /etc/rkt/net.d with the name rkt.kubernetes.io. \
+         `type` must be a plain plugin name.",
+    )
+}
+
+/// A raw CNI config for the kubelet's own CNI networking.
+pub fn kubernetes_cni_config(_: &mut SchemaGenerator) -> Schema {
+    cni_config(
+        json_schema!({
+            "type": "string",
+            "description": "The network name. Defaults to `rktnetes`.",
+            "maxLength": 253,
+            "x-kubernetes-validations": [{
+                "rule": "self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]*$')",
+                "message": "name must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
+            }]
+        })
+        .into(),
+        "A raw CNI network config (one plugin, as JSON) for the kubelet's CNI networking, written to its CNI config \
+         directory. `type` must be a plain plugin name.",
+    )
+}

@@ -1,0 +1,39 @@
+//! The `rktnetes` command line: one binary, a subcommand per component.
+
+mod crdgen;
+
+use clap::{Parser, Subcommand};
+
+pub use crdgen::CrdgenArgs;
+
+/// Manages how Kubernetes nodes run the rkt container runtime.
+#[derive(Debug, Parser)]
+#[command(name = "rktnetes", version = crate::cli::VERSION_STRING)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The version printed by `rktnetes version` and `--version`.
+pub const VERSION_STRING: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions generated from the API types, or write them to a directory.
+    Crdgen(CrdgenArgs),
+    /// Print the version of rktnetes and of the API it serves.
+    Version,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match cli.command {
+        Command::Crdgen(args) => crdgen::run(&args)?,
+        Command::Version => println!(
+            "rktnetes {VERSION_STRING} (API {}/{})",
+            crate::api::GROUP,
+            crate::api::VERSION
+        ),
+    }
+    Ok(())
+}

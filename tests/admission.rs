@@ -1,0 +1,108 @@
+//! Integration tier: the CRDs on a real kube-apiserver. Examples are admitted; every invalid case is refused by
+//! the apiserver itself, with a message naming the offending field; `kubectl explain` reads the descriptions.
+
+mod support;
+
+use std::time::Duration;
+
+use kube::{
+    Api,
+    api::{DynamicObject, Patch, PatchParams},
+    core::ApiResource,
+};
+use rktnetes_operator::api::RktNodeConfig;
+use serde_json::Value;
+use support::{
+    cluster::{cluster, eventually},
+    corpus::{examples, invalid_cases},
+};
+
+const FIELD_MANAGER: &str = "rktnetes-tests";
+
+fn configs(client: kube::Client) -> Api<DynamicObject> {
+    Api::all_with(client, &ApiResource::erase::<RktNodeConfig>(&()))
+}
+
+/// Server-side apply as `kubectl apply --server-side` does it (strict field validation), without persisting.
+async fn dry_run_apply(api: &Api<DynamicObject>, object: &Value) -> Result<(), kube::Error> {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .expect("every object is named");
+    let params = PatchParams::apply(FIELD_MANAGER)
+        .dry_run()
+        .validation_strict();
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn examples_are_admitted() {
+    let api = configs(cluster().client().await);
+    for example in examples() {
+        if let Err(error) = dry_run_apply(&api, &example.object).await {
+            panic!("the apiserver refused {}: {error}", example.file);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_invalid_case_is_refused_naming_its_field() {
+    let api = configs(cluster().client().await);
+    let cases = invalid_cases();
+    assert!(
+        cases.len() >= 30,
+        "the corpus has only {} cases",
+        cases.len()
+    );
+    let mut misses = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        match dry_run_apply(&api, &case.object(index)).await {
+            Ok(()) => misses.push(format!("#{index} ({}): admitted", case.why)),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains(&case.field) => {}
+            Err(error) => misses.push(format!(
+                "#{index} ({}): refused, but not naming {}: {error}",
+                case.why, case.field
+            )),
+        }
+    }
+    assert!(
+        misses.is_empty(),
+        "{} of {} invalid cases were not refused as expected:\n{}",
+        misses.len(),
+        cases.len(),
+        misses.join("\n")
+    );
+}
+
+#[test]
+fn kubectl_explain_describes_the_network() {
+    let cluster = cluster();
+    // The apiserver publishes a new CRD's OpenAPI a moment after it is established.
+    let explained = eventually(Duration::from_secs(60), || {
+        let output = cluster
+            .kubectl()
+            .args(["explain", "rktnodeconfig.spec.network"])
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    })
+    .expect("kubectl explain rktnodeconfig.spec.network never succeeded");
+    for expected in [
+        "KIND:       RktNodeConfig",
+        "The pod network of the selected nodes.",
+        "mode",
+        "How pods are networked",
+        "contained",
+        "kubernetesCNI",
+    ] {
+        assert!(
+            explained.contains(expected),
+            "kubectl explain lacks {expected:?}:\n{explained}"
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! `rktnetes render`'s validator refuses what admission refuses, naming the same field, without a cluster.
+
+mod support;
+
+use kube::CustomResourceExt;
+use rktnetes_operator::api::{RktNodeConfig, validation::OfflineValidator};
+use support::corpus::{examples, invalid_cases};
+
+fn validator() -> OfflineValidator {
+    OfflineValidator::for_crd(&RktNodeConfig::crd()).expect("the generated CRD makes a validator")
+}
+
+#[test]
+fn examples_are_valid() {
+    let validator = validator();
+    for example in examples() {
+        if let Err(errors) = validator.validate(&example.object) {
+            panic!("{} is refused: {errors}", example.file);
+        }
+        let _: RktNodeConfig = serde_json::from_value(example.object.clone())
+            .unwrap_or_else(|error| panic!("{} does not deserialise: {error}", example.file));
+    }
+}
+
+#[test]
+fn every_invalid_case_is_refused_naming_its_field() {
+    let validator = validator();
+    let cases = invalid_cases();
+    assert!(
+        cases.len() >= 30,
+        "the corpus has only {} cases",
+        cases.len()
+    );
+    let mut misses = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        match validator.validate(&case.object(index)) {
+            Ok(()) => misses.push(format!("#{index} ({}): accepted", case.why)),
+            Err(errors) if !errors.0.iter().any(|error| error.field == case.field) => {
+                misses.push(format!(
+                    "#{index} ({}): refused, but not naming {}: {errors}",
+                    case.why, case.field
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        misses.is_empty(),
+        "{} of {} invalid cases were not refused as expected:\n{}",
+        misses.len(),
+        cases.len(),
+        misses.join("\n")
+    );
+}

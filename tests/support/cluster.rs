@@ -1,0 +1,129 @@
+//! The local control plane of `e2e/cluster.sh` (a real kube-apiserver, etcd and kube-controller-manager), started
+//! once per test binary or reused when already up, with this project's CRDs installed.
+//!
+//! There is no skipping: when the control plane cannot start, the test fails and says why.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+use super::{repo_path, repo_root};
+
+/// A running control plane.
+pub struct TestCluster {
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Where kubectl, helm and the control plane's binaries are.
+    pub tools_bin: PathBuf,
+}
+
+/// The control plane, started (or found running) on first use, with the CRDs of `crds/` applied.
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let up = run(Command::new(repo_path("e2e/cluster.sh")).arg("up"));
+        let kubeconfig = last_line(&up, "e2e/cluster.sh up");
+        let tools = run(Command::new("bash")
+            .arg("-c")
+            .arg(". e2e/lib/common.sh && echo \"$TOOLS_BIN\""));
+        let cluster = TestCluster {
+            kubeconfig: PathBuf::from(kubeconfig),
+            tools_bin: PathBuf::from(last_line(&tools, "e2e/lib/common.sh")),
+        };
+        cluster.install_crds();
+        cluster
+    })
+}
+
+impl TestCluster {
+    /// A client of the admin identity. Make one per test: a client belongs to the runtime that made it.
+    pub async fn client(&self) -> Client {
+        let kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).expect("the admin kubeconfig is readable");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("the admin kubeconfig is valid");
+        Client::try_from(config).expect("a client can be built from the admin kubeconfig")
+    }
+
+    /// `kubectl` against this cluster.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.tools_bin.join("kubectl"));
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .current_dir(repo_root());
+        command
+    }
+
+    /// Runs `kubectl` and returns its stdout; panics with its stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = run(self.kubectl().args(args));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Applies `crds/` as users do (`kubectl apply --server-side`) and waits until the apiserver serves them.
+    fn install_crds(&self) {
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=rktnetes-tests",
+            "-f",
+            "crds/",
+        ]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/rktnodeconfigs.rktnetes.io",
+            "crd/rktnodestates.rktnetes.io",
+        ]);
+    }
+}
+
+/// Retries `attempt` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    let description = format!("{command:?}");
+    let output = command
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {description}: {error}"));
+    assert!(
+        output.status.success(),
+        "{description} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn last_line(output: &Output, what: &str) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .unwrap_or_else(|| panic!("{what} printed nothing on stdout"))
+        .to_owned()
+}

@@ -1,0 +1,17 @@
+//! Shared by the integration test binaries: the example and invalid configs, and the local control plane.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod cluster;
+pub mod corpus;
+
+use std::path::{Path, PathBuf};
+
+/// The repository's root, whatever directory the tests run from.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    repo_root().join(relative)
+}
