@@ -2,14 +2,58 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 use super::{RktNodeConfig, RktNodeState};
 
 /// Every CRD of the operator, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![RktNodeConfig::crd(), RktNodeState::crd()]
+    let mut crds = vec![RktNodeConfig::crd(), RktNodeState::crd()];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                unwrap_descriptions(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Doc comments are wrapped at the source's line width; `kubectl explain` wraps again, so a description is
+/// stored as paragraphs of one line each.
+fn unwrap_descriptions(schema: &mut JSONSchemaProps) {
+    if let Some(description) = schema.description.as_mut() {
+        *description = description
+            .split("\n\n")
+            .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
+    let children =
+        schema
+            .properties
+            .iter_mut()
+            .flat_map(|properties| properties.values_mut())
+            .chain(schema.items.iter_mut().filter_map(|items| match items {
+                JSONSchemaPropsOrArray::Schema(schema) => Some(schema.as_mut()),
+                JSONSchemaPropsOrArray::Schemas(_) => None,
+            }))
+            .chain(schema.additional_properties.iter_mut().filter_map(
+                |additional| match additional {
+                    JSONSchemaPropsOrBool::Schema(schema) => Some(schema.as_mut()),
+                    JSONSchemaPropsOrBool::Bool(_) => None,
+                },
+            ));
+    for child in children {
+        unwrap_descriptions(child);
+    }
 }
 
 /// The file a CRD is kept in, inside `crds/` and the chart: `<plural>.<group>.yaml`.

@@ -30,8 +30,7 @@ use super::{Network, NodeSelector, RktSpec, Rollout, Stage1};
     printcolumn = r#"{"name":"Hash","type":"string","jsonPath":".status.configHash","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.metadata.name.size() <= 63")
-        .message("metadata.name must be at most 63 characters: it is used as a label value on each node's RktNodeState")
-        .field_path(".metadata.name"),
+        .message("metadata.name must be at most 63 characters: it is used as a label value on each node's RktNodeState"),
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
