@@ -3,7 +3,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-packages=(openssl iproute2 jq curl)
+packages=(openssl iproute2 jq curl containernetworking-plugins)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

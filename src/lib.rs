@@ -1,7 +1,10 @@
 //! rktnetes-operator: manages how Kubernetes nodes run the rkt container runtime.
 //!
-//! `api` holds the custom resources shared by every component; the `rktnetes` binary's subcommands live in
-//! `cli`.
+//! `api` holds the custom resources shared by every component; `render` turns a config into the files a node gets;
+//! `controller` rolls configs out to nodes; the `rktnetes` binary's subcommands live in `cli`.
 
 pub mod api;
 pub mod cli;
+pub mod conditions;
+pub mod controller;
+pub mod render;

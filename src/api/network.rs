@@ -261,17 +261,19 @@ pub struct CustomNetwork {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesCniNetwork {
-    /// The kubelet's CNI config directory (`--cni-conf-dir`), where the operator writes the config.
+    /// The kubelet's CNI config directory (`--cni-conf-dir`), where the operator writes the config:
+    /// `/etc/cni/net.d` or a directory inside it (the agent writes nowhere else).
     #[serde(default = "default_cni_conf_dir")]
     #[schemars(length(max = 1024))]
-    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.split('/').exists(p, p == '..')")
-        .message("confDir must be an absolute path without '..'"))]
+    #[x_kube(validation = Rule::new(
+        "(self == '/etc/cni/net.d' || self.startsWith('/etc/cni/net.d/')) && self.matches('^[^[:space:]]*$') && !self.split('/').exists(p, p == '..' || p == '.')"
+    ).message("confDir must be /etc/cni/net.d or a directory inside it, without whitespace, '.' or '..'"))]
     pub conf_dir: String,
     /// The kubelet's CNI plugin directory (`--cni-bin-dir`).
     #[serde(default = "default_cni_bin_dir")]
     #[schemars(length(max = 1024))]
-    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.split('/').exists(p, p == '..')")
-        .message("binDir must be an absolute path without '..'"))]
+    #[x_kube(validation = Rule::new("self.matches('^/[^[:space:]]*$') && !self.split('/').exists(p, p == '..')")
+        .message("binDir must be an absolute path without whitespace or '..'"))]
     pub bin_dir: String,
     /// The CNI config, as a JSON object with a plain plugin `type`.
     #[schemars(schema_with = "super::schema::kubernetes_cni_config")]

@@ -69,6 +69,18 @@ impl NodeSelector {
     }
 }
 
+impl NodeSelectorOperator {
+    /// The operator as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "In",
+            Self::NotIn => "NotIn",
+            Self::Exists => "Exists",
+            Self::DoesNotExist => "DoesNotExist",
+        }
+    }
+}
+
 impl NodeSelectorRequirement {
     /// Whether a node with these labels meets this requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {

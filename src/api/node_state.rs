@@ -13,6 +13,9 @@ pub const MANAGED_ROOTS: [&str; 4] = [
     "/etc/systemd/system/kubelet.service.d/",
 ];
 
+/// The largest file content a RktNodeState carries, in bytes.
+pub const MAX_FILE_SIZE: u32 = 65536;
+
 /// Exactly what one node must have. Named after its node and owned by the controller; the node's agent applies
 /// the spec and reports in status. Edit the RktNodeConfig instead: the controller rewrites this object.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
@@ -68,7 +71,7 @@ pub struct HostFile {
     )]
     pub path: String,
     /// The whole content of the file.
-    #[schemars(length(max = 65536))]
+    #[schemars(length(max = MAX_FILE_SIZE))]
     pub content: String,
     /// The file's permission bits (decimal in JSON; 420 is 0644).
     #[serde(default = "default_mode")]

@@ -34,8 +34,8 @@ pub struct RktSpec {
     /// The rkt binary (the kubelet's `--rkt-path`). Left out, `rkt` is looked up on the PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 1024))]
-    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.split('/').exists(p, p == '..')")
-        .message("path must be an absolute path without '..'"))]
+    #[x_kube(validation = Rule::new("self.matches('^/[^[:space:]]*$') && !self.split('/').exists(p, p == '..')")
+        .message("path must be an absolute path without whitespace or '..'"))]
     pub path: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! The `rktnetes` command line: one binary, a subcommand per component.
 
 mod crdgen;
+mod render;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,10 @@ pub const VERSION_STRING: &str = env!("CARGO_PKG_VERSION");
 pub enum Command {
     /// Print the CustomResourceDefinitions generated from the API types, or write them to a directory.
     Crdgen(CrdgenArgs),
+    /// Print what a node with the given labels would get from the RktNodeConfigs in a file, without a cluster.
+    Render(render::RenderArgs),
+    /// Run the controller: RktNodeConfigs to per-node RktNodeStates, rolled out safely, and the agent DaemonSet.
+    Controller(Box<crate::controller::ControllerArgs>),
     /// Print the version of rktnetes and of the API it serves.
     Version,
 }
@@ -29,6 +34,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match cli.command {
         Command::Crdgen(args) => crdgen::run(&args)?,
+        Command::Render(args) => render::run(&args)?,
+        Command::Controller(args) => crate::controller::run(*args).await?,
         Command::Version => println!(
             "rktnetes {VERSION_STRING} (API {}/{})",
             crate::api::GROUP,

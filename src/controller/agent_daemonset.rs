@@ -1,0 +1,394 @@
+//! The agent DaemonSet the controller keeps: one privileged agent per node that some config selects, run by rkt
+//! under its fly stage1 (host mount and network namespaces), with host mounts limited to what the agent writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet},
+        core::v1::{
+            Affinity, Container, EnvVar, EnvVarSource, HostPathVolumeSource, NodeAffinity,
+            NodeSelector as CoreNodeSelector, NodeSelectorRequirement as CoreRequirement,
+            NodeSelectorTerm, ObjectFieldSelector, PodSpec, PodTemplateSpec, ResourceRequirements,
+            SecurityContext, Toleration, Volume, VolumeMount,
+        },
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use sha2::{Digest, Sha256};
+
+use crate::api::{NodeSelector, RktNodeConfig, node_state::MANAGED_ROOTS};
+
+/// The per-pod stage1 override (seed 003): the agent needs the host's mount namespace, so it runs under fly.
+pub const STAGE1_OVERRIDE_ANNOTATION: &str = "rkt.alpha.kubernetes.io/stage1-name-override";
+pub const STAGE1_FLY: &str = "coreos.com/rkt/stage1-fly";
+/// The hash of the DaemonSet the controller last applied; equal hashes mean there is nothing to write.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "rktnetes.io/template-hash";
+/// Where the agent keeps what it wrote (for removal and rollback) across restarts.
+pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";
+/// The system D-Bus socket, through which the agent asks systemd to restart the rkt API service.
+pub const DBUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
+/// How the agent DaemonSet is deployed; from the controller's command line, which the Helm chart sets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSettings {
+    pub namespace: String,
+    pub name: String,
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    pub service_account: String,
+    pub log_level: String,
+    pub tolerations: Vec<Toleration>,
+    pub resources: Option<ResourceRequirements>,
+    pub priority_class_name: Option<String>,
+}
+
+/// The DaemonSet for `configs`, or `None` when there are none (no node needs an agent).
+pub fn agent_daemonset(settings: &AgentSettings, configs: &[&RktNodeConfig]) -> Option<DaemonSet> {
+    if configs.is_empty() {
+        return None;
+    }
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_owned(),
+            "rktnetes-agent".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_owned(),
+            settings.name.clone(),
+        ),
+        ("app.kubernetes.io/component".to_owned(), "agent".to_owned()),
+    ]);
+    let mut metadata_labels = labels.clone();
+    metadata_labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        "rktnetes-controller".to_owned(),
+    );
+
+    let (volumes, mounts) = host_mounts();
+    let container = Container {
+        name: "agent".to_owned(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        args: Some(vec![
+            "agent".to_owned(),
+            "--node-name=$(NODE_NAME)".to_owned(),
+        ]),
+        env: Some(vec![
+            EnvVar {
+                name: "NODE_NAME".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "spec.nodeName".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "RUST_LOG".to_owned(),
+                value: Some(settings.log_level.clone()),
+                ..EnvVar::default()
+            },
+        ]),
+        // Required with the stage1 override (seed 003): fly gives the pod the host's namespaces.
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..SecurityContext::default()
+        }),
+        resources: settings.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let mut daemonset = DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(settings.name.clone()),
+            namespace: Some(settings.namespace.clone()),
+            labels: Some(metadata_labels),
+            ..ObjectMeta::default()
+        },
+        spec: DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..LabelSelector::default()
+            },
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDaemonSet {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    ..RollingUpdateDaemonSet::default()
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        STAGE1_OVERRIDE_ANNOTATION.to_owned(),
+                        STAGE1_FLY.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(settings.service_account.clone()),
+                    // The agent reaches the rkt API service on the node's localhost.
+                    host_network: Some(true),
+                    dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
+                    priority_class_name: settings.priority_class_name.clone(),
+                    tolerations: Some(settings.tolerations.clone()),
+                    affinity: node_affinity(configs),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DaemonSetSpec::default()
+        },
+        status: None,
+    };
+    let hash = template_hash(&daemonset);
+    daemonset.metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.to_owned(),
+        hash,
+    )]));
+    Some(daemonset)
+}
+
+/// The hash that identifies a DaemonSet as the controller renders it.
+fn template_hash(daemonset: &DaemonSet) -> String {
+    let bytes = serde_json::to_vec(daemonset).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Only the nodes some config selects; any config with an empty selector selects them all.
+fn node_affinity(configs: &[&RktNodeConfig]) -> Option<Affinity> {
+    let selectors: Vec<&NodeSelector> = configs
+        .iter()
+        .map(|config| &config.spec.node_selector)
+        .collect();
+    if selectors
+        .iter()
+        .any(|selector| **selector == NodeSelector::default())
+    {
+        return None;
+    }
+    // Terms are ORed, the requirements inside one term ANDed: exactly "some config selects the node".
+    let mut terms: Vec<NodeSelectorTerm> = selectors
+        .iter()
+        .map(|selector| selector_term(selector))
+        .collect();
+    terms.sort_by_key(|term| serde_json::to_string(term).unwrap_or_default());
+    terms.dedup();
+    Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(CoreNodeSelector {
+                node_selector_terms: terms,
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+fn selector_term(selector: &NodeSelector) -> NodeSelectorTerm {
+    let labels = selector
+        .match_labels
+        .iter()
+        .map(|(key, value)| CoreRequirement {
+            key: key.clone(),
+            operator: "In".to_owned(),
+            values: Some(vec![value.clone()]),
+        });
+    let expressions = selector
+        .match_expressions
+        .iter()
+        .map(|requirement| CoreRequirement {
+            key: requirement.key.clone(),
+            operator: requirement.operator.as_str().to_owned(),
+            values: (!requirement.values.is_empty()).then(|| requirement.values.clone()),
+        });
+    NodeSelectorTerm {
+        match_expressions: Some(labels.chain(expressions).collect()),
+        ..NodeSelectorTerm::default()
+    }
+}
+
+/// The host directories the agent may write (mounted at the same paths), its state directory, and the D-Bus
+/// socket.
+fn host_mounts() -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut directories: BTreeSet<String> = MANAGED_ROOTS
+        .iter()
+        .map(|root| root.trim_end_matches('/').to_owned())
+        .collect();
+    directories.insert(AGENT_STATE_DIR.to_owned());
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let paths = directories
+        .into_iter()
+        .map(|path| (path, "DirectoryOrCreate"))
+        .chain([(DBUS_SOCKET.to_owned(), "Socket")]);
+    for (index, (path, kind)) in paths.enumerate() {
+        let name = format!("host-{index}");
+        volumes.push(Volume {
+            name: name.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some(kind.to_owned()),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name,
+            mount_path: path,
+            ..VolumeMount::default()
+        });
+    }
+    (volumes, mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AgentSettings {
+        AgentSettings {
+            namespace: "rktnetes-system".into(),
+            name: "rktnetes-agent".into(),
+            image: "rktnetes:test".into(),
+            image_pull_policy: None,
+            service_account: "rktnetes-agent".into(),
+            log_level: "info".into(),
+            tolerations: vec![Toleration {
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }],
+            resources: None,
+            priority_class_name: None,
+        }
+    }
+
+    fn config(name: &str, spec: serde_json::Value) -> RktNodeConfig {
+        let mut spec = spec;
+        spec["rkt"] = serde_json::json!({"version": "1.30.0"});
+        RktNodeConfig::new(name, serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn no_config_needs_no_daemonset() {
+        assert!(agent_daemonset(&settings(), &[]).is_none());
+    }
+
+    #[test]
+    fn the_agent_runs_privileged_under_stage1_fly_with_its_node_name() {
+        let config = config("c", serde_json::json!({}));
+        let daemonset = agent_daemonset(&settings(), &[&config]).unwrap();
+        let template = daemonset.spec.template;
+        assert_eq!(
+            template.metadata.unwrap().annotations.unwrap()[STAGE1_OVERRIDE_ANNOTATION],
+            "coreos.com/rkt/stage1-fly"
+        );
+        let pod = template.spec.unwrap();
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.security_context.as_ref().unwrap().privileged,
+            Some(true)
+        );
+        let env = container.env.as_ref().unwrap();
+        assert_eq!(
+            env[0]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "spec.nodeName"
+        );
+        assert!(
+            pod.affinity.is_none(),
+            "an empty selector selects every node"
+        );
+        let paths: Vec<_> = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .map(|v| v.host_path.unwrap().path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/cni/net.d",
+                "/etc/rkt/net.d",
+                "/etc/rkt/stage1.d",
+                "/etc/systemd/system/kubelet.service.d",
+                "/var/lib/rktnetes",
+                "/run/dbus/system_bus_socket"
+            ]
+        );
+    }
+
+    #[test]
+    fn agents_go_only_where_some_config_selects() {
+        let a = config(
+            "a",
+            serde_json::json!({"nodeSelector": {"matchLabels": {"pool": "a"}}}),
+        );
+        let b = config(
+            "b",
+            serde_json::json!({"nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}),
+        );
+        let daemonset = agent_daemonset(&settings(), &[&a, &b]).unwrap();
+        let terms = daemonset
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms.len(), 2);
+        let requirements: Vec<_> = terms
+            .iter()
+            .flat_map(|t| t.match_expressions.clone().unwrap())
+            .collect();
+        assert!(
+            requirements.iter().any(|r| r.key == "pool"
+                && r.operator == "In"
+                && r.values == Some(vec!["a".into()]))
+        );
+        assert!(
+            requirements
+                .iter()
+                .any(|r| r.key == "zone" && r.operator == "Exists" && r.values.is_none())
+        );
+    }
+
+    #[test]
+    fn the_template_hash_is_stable_and_follows_changes() {
+        let a = config(
+            "a",
+            serde_json::json!({"nodeSelector": {"matchLabels": {"pool": "a"}}}),
+        );
+        let hash = |daemonset: DaemonSet| {
+            daemonset.metadata.annotations.unwrap()[TEMPLATE_HASH_ANNOTATION].clone()
+        };
+        let first = hash(agent_daemonset(&settings(), &[&a]).unwrap());
+        assert_eq!(first, hash(agent_daemonset(&settings(), &[&a]).unwrap()));
+        let mut other = settings();
+        other.image = "rktnetes:next".into();
+        assert_ne!(first, hash(agent_daemonset(&other, &[&a]).unwrap()));
+    }
+}

@@ -1,0 +1,226 @@
+//! Carries out a [`Plan`]: server-side apply under one field manager, a bounded number of writes at once, every
+//! write counted, and nothing written unless this replica leads.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ObjectReference};
+use kube::{
+    Api, Client, Resource,
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder},
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{
+    agent_daemonset::TEMPLATE_HASH_ANNOTATION,
+    metrics::Metrics,
+    plan::{Plan, PlannedEvent},
+};
+use crate::api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState};
+
+/// The field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "rktnetes-controller";
+
+/// A write that failed, with what it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("{verb} {resource} {name}: {source}")]
+pub struct WriteError {
+    pub verb: &'static str,
+    pub resource: &'static str,
+    pub name: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+/// The writer of a controller replica.
+pub struct Writer {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub leader: watch::Receiver<bool>,
+    pub concurrency: usize,
+}
+
+/// What happens to the agent DaemonSet.
+pub enum DaemonSetChange {
+    Apply(Box<DaemonSet>),
+    Delete { namespace: String, name: String },
+}
+
+impl Writer {
+    fn leads(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Writes `plan`, and the DaemonSet change if any. Returns the writes that failed.
+    pub async fn write(&self, plan: Plan, daemonset: Option<DaemonSetChange>) -> Vec<WriteError> {
+        if !self.leads() {
+            return Vec::new();
+        }
+        let states: Api<RktNodeState> = Api::all(self.client.clone());
+        let configs: Api<RktNodeConfig> = Api::all(self.client.clone());
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+
+        let mut errors = Vec::new();
+        let state_writes = stream::iter(plan.apply_states)
+            .map(|state| {
+                let (states, apply) = (&states, &apply);
+                async move {
+                    let name = state.metadata.name.clone().unwrap_or_default();
+                    let result = states.patch(&name, apply, &Patch::Apply(&state)).await;
+                    self.record("rktnodestate", "apply", name, result.map(drop))
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>();
+        errors.extend(state_writes.await.into_iter().flatten());
+
+        let deletions = stream::iter(plan.delete_states)
+            .map(|name| {
+                let states = &states;
+                async move {
+                    let result = match states.delete(&name, &DeleteParams::background()).await {
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                        other => other.map(drop),
+                    };
+                    self.record("rktnodestate", "delete", name, result)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>();
+        errors.extend(deletions.await.into_iter().flatten());
+
+        let status_writes = stream::iter(plan.statuses)
+            .map(|(name, status)| {
+                let (configs, apply) = (&configs, &apply);
+                async move {
+                    let result = configs
+                        .patch_status(&name, apply, &Patch::Apply(status_patch(&status)))
+                        .await;
+                    self.record("rktnodeconfig_status", "apply", name, result.map(drop))
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>();
+        errors.extend(status_writes.await.into_iter().flatten());
+
+        if let Some(change) = daemonset {
+            errors.extend(self.write_daemonset(change).await);
+        }
+        for event in plan.events {
+            self.publish(event).await;
+        }
+        errors
+    }
+
+    async fn write_daemonset(&self, change: DaemonSetChange) -> Option<WriteError> {
+        match change {
+            DaemonSetChange::Apply(daemonset) => {
+                let namespace = daemonset.metadata.namespace.clone().unwrap_or_default();
+                let name = daemonset.metadata.name.clone().unwrap_or_default();
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let result = api
+                    .patch(&name, &params, &Patch::Apply(daemonset.as_ref()))
+                    .await;
+                self.record("daemonset", "apply", name, result.map(drop))
+            }
+            DaemonSetChange::Delete { namespace, name } => {
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
+                let result = match api.delete(&name, &DeleteParams::background()).await {
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    other => other.map(drop),
+                };
+                self.record("daemonset", "delete", name, result)
+            }
+        }
+    }
+
+    /// Events are best effort: a lost Event is logged, never retried into a write storm.
+    async fn publish(&self, event: PlannedEvent) {
+        let reference = ObjectReference {
+            api_version: Some(RktNodeConfig::api_version(&()).into_owned()),
+            kind: Some(RktNodeConfig::kind(&()).into_owned()),
+            name: Some(event.config.clone()),
+            ..ObjectReference::default()
+        };
+        let kube_event = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason,
+            note: Some(event.note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        match self.recorder.publish(&kube_event, &reference).await {
+            Ok(()) => self.metrics.wrote("event", "create"),
+            Err(error) => {
+                self.metrics.failed("event");
+                tracing::warn!(%error, config = event.config, "could not record an Event");
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        resource: &'static str,
+        verb: &'static str,
+        name: String,
+        result: Result<(), kube::Error>,
+    ) -> Option<WriteError> {
+        match result {
+            Ok(()) => {
+                self.metrics.wrote(resource, verb);
+                tracing::debug!(resource, verb, name, "wrote");
+                None
+            }
+            Err(source) => {
+                self.metrics.failed(resource);
+                Some(WriteError {
+                    verb,
+                    resource,
+                    name,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// The DaemonSet write a pass needs: none when the cached one carries the desired template hash.
+pub fn daemonset_change(
+    desired: Option<DaemonSet>,
+    current: Option<&DaemonSet>,
+    namespace: &str,
+    name: &str,
+) -> Option<DaemonSetChange> {
+    let hash = |daemonset: &DaemonSet| {
+        daemonset
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(TEMPLATE_HASH_ANNOTATION).cloned())
+    };
+    match (desired, current) {
+        (Some(desired), Some(current)) if hash(&desired) == hash(current) => None,
+        (Some(desired), _) => Some(DaemonSetChange::Apply(Box::new(desired))),
+        (None, Some(_)) => Some(DaemonSetChange::Delete {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }),
+        (None, None) => None,
+    }
+}
+
+fn status_patch(status: &RktNodeConfigStatus) -> serde_json::Value {
+    json!({
+        "apiVersion": RktNodeConfig::api_version(&()),
+        "kind": RktNodeConfig::kind(&()),
+        "status": status,
+    })
+}

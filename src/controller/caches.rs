@@ -1,0 +1,171 @@
+//! The controller's view of the cluster: watch-fed caches of RktNodeConfigs, Node metadata, RktNodeStates and the
+//! agent DaemonSet. Every change that can alter a decision wakes the reconcile loop; nothing else does.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    core::PartialObjectMeta,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher::{self, Event},
+    },
+};
+use tokio::sync::Notify;
+
+use super::plan::Snapshot;
+use crate::api::{RktNodeConfig, RktNodeState};
+
+/// The caches, filled by background watches.
+pub struct Caches {
+    configs: Store<RktNodeConfig>,
+    nodes: Store<PartialObjectMeta<Node>>,
+    states: Store<RktNodeState>,
+    daemonsets: Store<DaemonSet>,
+}
+
+impl Caches {
+    /// Starts the watches; each change worth a pass notifies `wake`.
+    pub fn start(
+        client: &Client,
+        agent_namespace: &str,
+        agent_name: &str,
+        wake: &Arc<Notify>,
+    ) -> Self {
+        let (configs, writer) = reflector::store();
+        spawn_watch(
+            "rktnodeconfigs",
+            reflector::reflector(
+                writer,
+                watcher::watcher(
+                    Api::<RktNodeConfig>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+            ),
+            wake.clone(),
+            |_| true,
+        );
+
+        // Nodes matter only for their names and labels: a metadata watch, and a pass only when labels change.
+        let (nodes, writer) = reflector::store();
+        let mut labels_seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        spawn_watch(
+            "nodes",
+            reflector::reflector(
+                writer,
+                watcher::watcher(
+                    Api::<PartialObjectMeta<Node>>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+            ),
+            wake.clone(),
+            move |event: &Event<PartialObjectMeta<Node>>| match event {
+                Event::Apply(node) | Event::InitApply(node) => {
+                    labels_seen
+                        .insert(node.name_any(), node.labels().clone())
+                        .as_ref()
+                        != Some(node.labels())
+                }
+                Event::Delete(node) => {
+                    labels_seen.remove(&node.name_any());
+                    true
+                }
+                Event::Init | Event::InitDone => true,
+            },
+        );
+
+        let (states, writer) = reflector::store();
+        spawn_watch(
+            "rktnodestates",
+            reflector::reflector(
+                writer,
+                watcher::watcher(
+                    Api::<RktNodeState>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .default_backoff(),
+            ),
+            wake.clone(),
+            |_| true,
+        );
+
+        let (daemonsets, writer) = reflector::store();
+        let only_ours = watcher::Config::default().fields(&format!("metadata.name={agent_name}"));
+        spawn_watch(
+            "daemonsets",
+            reflector::reflector(
+                writer,
+                watcher::watcher(
+                    Api::<DaemonSet>::namespaced(client.clone(), agent_namespace),
+                    only_ours,
+                )
+                .default_backoff(),
+            ),
+            wake.clone(),
+            |_| true,
+        );
+
+        Self {
+            configs,
+            nodes,
+            states,
+            daemonsets,
+        }
+    }
+
+    /// Waits until every cache holds its first full list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.configs.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.states.wait_until_ready().await?;
+        self.daemonsets.wait_until_ready().await
+    }
+
+    /// What the caches hold now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            configs: self.configs.state(),
+            nodes: self.nodes.state(),
+            states: self.states.state(),
+        }
+    }
+
+    /// The agent DaemonSet as last seen.
+    pub fn daemonset(&self) -> Option<Arc<DaemonSet>> {
+        self.daemonsets.state().into_iter().next()
+    }
+}
+
+/// Drives a watch in the background, waking the loop for the events `matters` keeps. Errors are retried by the
+/// stream's backoff; they are logged, not fatal.
+fn spawn_watch<K, S>(
+    what: &'static str,
+    stream: S,
+    wake: Arc<Notify>,
+    mut matters: impl FnMut(&Event<K>) -> bool + Send + 'static,
+) where
+    K: Resource + Send + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    if matters(&event) {
+                        wake.notify_one();
+                    }
+                }
+                Err(error) => tracing::warn!(%error, watch = what, "watch failed; retrying"),
+            }
+        }
+    });
+}

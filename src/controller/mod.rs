@@ -1,0 +1,280 @@
+//! `rktnetes controller`: turns RktNodeConfigs into one RktNodeState per selected node, rolled out in waves, keeps
+//! the agent DaemonSet, and reports on each config.
+//!
+//! The decisions are one pure function over the caches ([`plan::plan`]); this module only wires the caches, the
+//! leader Lease, the writer and the probes around it. Every replica keeps warm caches and serves probes; only the
+//! Lease holder writes.
+
+mod agent_daemonset;
+mod apply;
+mod caches;
+pub mod config_status;
+mod http;
+mod metrics;
+pub mod plan;
+pub mod rollout;
+pub mod selection;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use clap::Args;
+use k8s_openapi::{
+    api::core::v1::{ResourceRequirements, Toleration},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::Notify;
+
+pub use agent_daemonset::{AgentSettings, agent_daemonset};
+pub use apply::FIELD_MANAGER;
+pub use plan::CONFIG_LABEL;
+
+use self::{
+    apply::{Writer, daemonset_change},
+    caches::Caches,
+    http::Health,
+    metrics::Metrics,
+};
+
+/// How long a burst of changes may last before a pass acts on it.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A failed write is retried after this, doubling up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// The namespace of the controller's leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "rktnetes-system")]
+    pub namespace: String,
+    /// This replica's identity in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, default_value = "rktnetes-controller")]
+    pub lease_name: String,
+    /// How long a Lease lasts without renewal, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_address: SocketAddr,
+    /// How many API writes run at once.
+    #[arg(long, default_value_t = 8)]
+    pub write_concurrency: usize,
+    /// A full pass runs at least this often, in seconds, even when nothing changes.
+    #[arg(long, default_value_t = 60)]
+    pub resync_seconds: u64,
+    /// The namespace of the agent DaemonSet.
+    #[arg(long, default_value = "rktnetes-system")]
+    pub agent_namespace: String,
+    #[arg(long, default_value = "rktnetes-agent")]
+    pub agent_name: String,
+    /// The agent's image (this project's image: the agent is `rktnetes agent`).
+    #[arg(long, default_value = concat!("rktnetes-operator:", env!("CARGO_PKG_VERSION")))]
+    pub agent_image: String,
+    #[arg(long)]
+    pub agent_image_pull_policy: Option<String>,
+    #[arg(long, default_value = "rktnetes-agent")]
+    pub agent_service_account: String,
+    /// The agent's log filter (RUST_LOG syntax).
+    #[arg(long, default_value = "info")]
+    pub agent_log_level: String,
+    /// The agent's tolerations, as JSON. By default it tolerates every taint, to reach every selected node.
+    #[arg(long, default_value = r#"[{"operator":"Exists"}]"#, value_parser = parse_json::<Tolerations>)]
+    pub agent_tolerations: Tolerations,
+    /// The agent's resource requests and limits, as JSON.
+    #[arg(long, value_parser = parse_json::<ResourceRequirements>)]
+    pub agent_resources: Option<ResourceRequirements>,
+    #[arg(long)]
+    pub agent_priority_class_name: Option<String>,
+}
+
+/// A list of tolerations given as one JSON argument (clap would otherwise take a `Vec` as repeated arguments).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Tolerations(pub Vec<Toleration>);
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|error| format!("not valid JSON for this option: {error}"))
+}
+
+impl ControllerArgs {
+    fn agent_settings(&self) -> AgentSettings {
+        AgentSettings {
+            namespace: self.agent_namespace.clone(),
+            name: self.agent_name.clone(),
+            image: self.agent_image.clone(),
+            image_pull_policy: self.agent_image_pull_policy.clone(),
+            service_account: self.agent_service_account.clone(),
+            log_level: self.agent_log_level.clone(),
+            tolerations: self.agent_tolerations.0.clone(),
+            resources: self.agent_resources.clone(),
+            priority_class_name: self.agent_priority_class_name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot take part in leader election on Lease {lease}: {source}")]
+    Lease {
+        lease: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("a cache stopped before its first full list")]
+    CacheStopped,
+    #[error("cannot serve probes and metrics on {address}: {source}")]
+    Http {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Client)?;
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("rktnetes-controller-{}", std::process::id()));
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let resync = Duration::from_secs(args.resync_seconds.max(1));
+
+    let listener = tokio::net::TcpListener::bind(args.http_address)
+        .await
+        .map_err(|source| ControllerError::Http {
+            address: args.http_address,
+            source,
+        })?;
+    tokio::spawn(http::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        resync * 5,
+    ));
+
+    let wake = Arc::new(Notify::new());
+    let caches = Caches::start(&client, &args.agent_namespace, &args.agent_name, &wake);
+    caches
+        .wait_until_ready()
+        .await
+        .map_err(|_| ControllerError::CacheStopped)?;
+    health.set_ready();
+    tracing::info!(identity, "caches synced");
+
+    let lease_error = |source| ControllerError::Lease {
+        lease: format!("{}/{}", args.namespace, args.lease_name),
+        source,
+    };
+    let lease = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_duration)
+        .with_grace(args.lease_duration.div_ceil(3))
+        .build()
+        .await
+        .map_err(lease_error)?;
+    let (mut leader, _lease_task) = lease.watch().await;
+
+    let writer = Writer {
+        client: client.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: FIELD_MANAGER.to_owned(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        leader: leader.clone(),
+        concurrency: args.write_concurrency.max(1),
+    };
+    let agent = args.agent_settings();
+    let mut retry = FIRST_RETRY;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(resync) => {}
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    tracing::error!("the leader election task ended; stopping");
+                    break;
+                }
+                tracing::info!(identity, leader = *leader.borrow(), "leadership changed");
+            }
+            () = &mut shutdown => break,
+        }
+        health.beat();
+        let leads = *leader.borrow();
+        metrics.leader.set(i64::from(leads));
+        let snapshot = caches.snapshot();
+        metrics.set_phases(
+            snapshot
+                .states
+                .iter()
+                .map(|state| state.status.as_ref().and_then(|status| status.phase)),
+        );
+        if !leads {
+            continue;
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        let started = std::time::Instant::now();
+        let snapshot = caches.snapshot();
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let plan = plan::plan(&snapshot, &now);
+        let configs: Vec<_> = snapshot.configs.iter().map(AsRef::as_ref).collect();
+        let daemonset = daemonset_change(
+            agent_daemonset(&agent, &configs),
+            caches.daemonset().as_deref(),
+            &agent.namespace,
+            &agent.name,
+        );
+        let errors = writer.write(plan, daemonset).await;
+        metrics.reconciles.inc();
+        metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        if errors.is_empty() {
+            retry = FIRST_RETRY;
+        } else {
+            for error in &errors {
+                tracing::warn!(%error, "write failed; retrying in {retry:?}");
+            }
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(retry).await;
+                wake.notify_one();
+            });
+            retry = (retry * 2).min(MAX_RETRY);
+        }
+    }
+    tracing::info!(identity, "stopping");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

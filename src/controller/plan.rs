@@ -1,0 +1,422 @@
+//! The controller's decisions, as one pure function from what the caches hold to the writes that bring the cluster
+//! closer to what the configs ask: which RktNodeStates to write or delete, which statuses change, which Events to
+//! record. Writing nothing is the normal outcome once the cluster has converged.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::{
+    api::core::v1::Node,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+};
+use kube::{Resource, ResourceExt, core::PartialObjectMeta};
+
+use super::{
+    config_status::{ConfigObservation, config_status},
+    rollout::{NodeProgress, Wave, max_unavailable, next_wave},
+    selection::{Assignment, assign},
+};
+use crate::{
+    api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState},
+    conditions::{name_some, transitions},
+    render::{Rendering, render},
+};
+
+/// The label on each RktNodeState naming the config it was rendered from.
+pub const CONFIG_LABEL: &str = "rktnetes.io/config";
+
+/// What the caches hold at one moment.
+pub struct Snapshot {
+    pub configs: Vec<Arc<RktNodeConfig>>,
+    pub nodes: Vec<Arc<PartialObjectMeta<Node>>>,
+    pub states: Vec<Arc<RktNodeState>>,
+}
+
+/// The writes one pass makes.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// RktNodeStates to create or update (server-side apply), in node order.
+    pub apply_states: Vec<RktNodeState>,
+    /// RktNodeStates to delete: their node is gone or no config selects it.
+    pub delete_states: Vec<String>,
+    /// Config statuses that differ from what the config shows, by config name.
+    pub statuses: Vec<(String, RktNodeConfigStatus)>,
+    /// Events to record on configs.
+    pub events: Vec<PlannedEvent>,
+}
+
+/// An Event about a config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub config: String,
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// Decides everything for `snapshot` at time `now`.
+pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
+    let mut plan = Plan::default();
+    let states: BTreeMap<&str, &RktNodeState> = snapshot
+        .states
+        .iter()
+        .map(|state| (state_name(state), state.as_ref()))
+        .collect();
+    let configs: Vec<&RktNodeConfig> = snapshot.configs.iter().map(AsRef::as_ref).collect();
+
+    // Who wins each node.
+    let mut won: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut conflicts: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+    let mut keep: Vec<&str> = Vec::new();
+    let mut nodes: Vec<&PartialObjectMeta<Node>> =
+        snapshot.nodes.iter().map(AsRef::as_ref).collect();
+    nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for node in nodes {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        match assign(configs.iter().copied(), node.labels()) {
+            Assignment::Won(config) => {
+                won.entry(config).or_default().push(name);
+                keep.push(name);
+            }
+            Assignment::Tied(tied) => {
+                for config in &tied {
+                    conflicts
+                        .entry(config.clone())
+                        .or_default()
+                        .push((name.to_owned(), tied.clone()));
+                }
+                keep.push(name);
+            }
+            Assignment::Unselected => {}
+        }
+    }
+
+    // A state whose node is gone, or that no config selects, goes; a tied node keeps what it has.
+    plan.delete_states = states
+        .keys()
+        .filter(|node| !keep.contains(node))
+        .map(|node| (*node).to_owned())
+        .collect();
+
+    for config in &configs {
+        let name = config.name_any();
+        let nodes_won = won.remove(&name).unwrap_or_default();
+        let config_conflicts = conflicts.remove(&name).unwrap_or_default();
+        plan_config(
+            config,
+            &nodes_won,
+            &config_conflicts,
+            &states,
+            now,
+            &mut plan,
+        );
+    }
+    plan
+}
+
+fn plan_config(
+    config: &RktNodeConfig,
+    nodes: &[&str],
+    conflicts: &[(String, Vec<String>)],
+    states: &BTreeMap<&str, &RktNodeState>,
+    now: &Time,
+    plan: &mut Plan,
+) {
+    let name = config.name_any();
+    let rendering = render(&config.spec);
+    let progress: Vec<NodeProgress> = nodes
+        .iter()
+        .map(|node| {
+            let state = states
+                .get(node)
+                .filter(|state| state.spec.config_name == name);
+            let status = state.and_then(|state| state.status.as_ref());
+            NodeProgress {
+                node: (*node).to_owned(),
+                desired_hash: state.map(|state| state.spec.hash.clone()),
+                applied_hash: status.and_then(|status| status.applied_hash.clone()),
+                phase: status.and_then(|status| status.phase),
+            }
+        })
+        .collect();
+    let errors: BTreeMap<String, String> = nodes
+        .iter()
+        .filter_map(|node| {
+            let error = states.get(node)?.status.as_ref()?.last_error.clone()?;
+            Some(((*node).to_owned(), error))
+        })
+        .collect();
+    let (wave, target) = match &rendering {
+        Ok(rendering) => {
+            let rollout = &config.spec.rollout;
+            let wave = next_wave(
+                &rendering.hash,
+                max_unavailable(&rollout.max_unavailable, nodes.len()),
+                rollout.paused,
+                &progress,
+            );
+            start_wave(config, rendering, &wave, plan);
+            (wave, Ok(rendering.hash.as_str()))
+        }
+        // Admission refuses what cannot be rendered; a spec that slips through is reported, not applied.
+        Err(error) => (Wave::default(), Err(error.to_string())),
+    };
+    let observation = ConfigObservation {
+        generation: config.metadata.generation,
+        rendering: target.as_ref().map(|hash| *hash).map_err(String::as_str),
+        nodes: &progress,
+        errors: &errors,
+        conflicts,
+        wave: &wave,
+    };
+    let previous = config.status.as_ref();
+    let status = config_status(&observation, previous, now);
+    if previous != Some(&status) {
+        let old_conditions = previous
+            .map(|status| status.conditions.as_slice())
+            .unwrap_or_default();
+        for condition in transitions(old_conditions, &status.conditions) {
+            let was_known = old_conditions
+                .iter()
+                .any(|old| old.type_ == condition.type_);
+            if condition.status == "False" && !was_known {
+                continue; // a condition that starts out False is no news
+            }
+            plan.events.push(PlannedEvent {
+                config: name.clone(),
+                warning: is_warning(&condition.type_, &condition.status, &condition.reason),
+                reason: condition.reason.clone(),
+                note: condition.message.clone(),
+            });
+        }
+        plan.statuses.push((name, status));
+    }
+}
+
+/// Gives the wave's nodes the rendering, with an Event naming them.
+fn start_wave(config: &RktNodeConfig, rendering: &Rendering, wave: &Wave, plan: &mut Plan) {
+    let name = config.name_any();
+    let spec = rendering.node_state_spec(&name);
+    for node in &wave.start {
+        let mut state = RktNodeState::new(node, spec.clone());
+        state.metadata = ObjectMeta {
+            name: Some(node.clone()),
+            labels: Some(BTreeMap::from([(CONFIG_LABEL.to_owned(), name.clone())])),
+            owner_references: config.controller_owner_ref(&()).map(|owner| vec![owner]),
+            ..ObjectMeta::default()
+        };
+        plan.apply_states.push(state);
+    }
+    if !wave.start.is_empty() {
+        plan.events.push(PlannedEvent {
+            config: name,
+            warning: false,
+            reason: "UpdatingNodes".to_owned(),
+            note: format!(
+                "Giving rendering {} to {}; {} nodes wait.",
+                rendering.hash,
+                name_some(&wave.start, 5),
+                wave.waiting
+            ),
+        });
+    }
+}
+
+fn is_warning(type_: &str, status: &str, reason: &str) -> bool {
+    use super::config_status::condition::{CONFLICT, DEGRADED};
+    ((type_ == DEGRADED || type_ == CONFLICT) && status == "True") || reason == "Halted"
+}
+
+fn state_name(state: &RktNodeState) -> &str {
+    state.metadata.name.as_deref().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{NodePhase, RktNodeStateStatus};
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap())
+    }
+
+    fn config(name: &str, spec: serde_json::Value) -> Arc<RktNodeConfig> {
+        let mut spec = spec;
+        spec["rkt"] = serde_json::json!({"version": "1.30.0"});
+        let mut config = RktNodeConfig::new(name, serde_json::from_value(spec).unwrap());
+        config.metadata.uid = Some(format!("uid-{name}"));
+        config.metadata.generation = Some(1);
+        Arc::new(config)
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> Arc<PartialObjectMeta<Node>> {
+        let mut node = PartialObjectMeta::<Node>::default();
+        node.metadata.name = Some(name.into());
+        node.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        Arc::new(node)
+    }
+
+    /// The state the controller would write, as the agent reports it applied.
+    fn applied_state(state: &RktNodeState) -> Arc<RktNodeState> {
+        let mut state = state.clone();
+        state.status = Some(RktNodeStateStatus {
+            phase: Some(NodePhase::Applied),
+            applied_hash: Some(state.spec.hash.clone()),
+            ..RktNodeStateStatus::default()
+        });
+        Arc::new(state)
+    }
+
+    fn snapshot(
+        configs: &[Arc<RktNodeConfig>],
+        nodes: &[Arc<PartialObjectMeta<Node>>],
+        states: &[Arc<RktNodeState>],
+    ) -> Snapshot {
+        Snapshot {
+            configs: configs.to_vec(),
+            nodes: nodes.to_vec(),
+            states: states.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_new_config_starts_max_unavailable_nodes_in_order() {
+        let configs = [config(
+            "c",
+            serde_json::json!({"rollout": {"maxUnavailable": 2}}),
+        )];
+        let nodes: Vec<_> = ["n3", "n1", "n2"].iter().map(|n| node(n, &[])).collect();
+        let plan = plan(&snapshot(&configs, &nodes, &[]), &now());
+        let started: Vec<_> = plan.apply_states.iter().map(|s| s.name_any()).collect();
+        assert_eq!(started, ["n1", "n2"]);
+        let state = &plan.apply_states[0];
+        assert_eq!(state.labels()[CONFIG_LABEL], "c");
+        assert_eq!(state.owner_references()[0].uid, "uid-c");
+        assert_eq!(plan.statuses.len(), 1);
+        assert!(plan.events.iter().any(|e| e.reason == "UpdatingNodes"));
+    }
+
+    #[test]
+    fn a_converged_cluster_needs_no_writes() {
+        let configs = [config("c", serde_json::json!({}))];
+        let nodes = [node("n1", &[])];
+        let first = plan(&snapshot(&configs, &nodes, &[]), &now());
+        let states = [applied_state(&first.apply_states[0])];
+        let second = plan(&snapshot(&configs, &nodes, &states), &now());
+        // Give the config the status the second pass computed, as the apiserver would hold it.
+        let mut converged = (*configs[0]).clone();
+        converged.status = Some(second.statuses[0].1.clone());
+        let third = plan(&snapshot(&[Arc::new(converged)], &nodes, &states), &now());
+        assert!(
+            third.apply_states.is_empty()
+                && third.delete_states.is_empty()
+                && third.statuses.is_empty()
+        );
+        assert!(third.events.is_empty());
+    }
+
+    #[test]
+    fn an_unselected_or_vanished_node_loses_its_state() {
+        let configs = [config(
+            "c",
+            serde_json::json!({"nodeSelector": {"matchLabels": {"pool": "a"}}}),
+        )];
+        let nodes = [node("n1", &[("pool", "a")])];
+        let first = plan(&snapshot(&configs, &nodes, &[]), &now());
+        let state = applied_state(&first.apply_states[0]);
+        let relabelled = [node("n1", &[("pool", "b")])];
+        assert_eq!(
+            plan(
+                &snapshot(&configs, &relabelled, std::slice::from_ref(&state)),
+                &now()
+            )
+            .delete_states,
+            ["n1"]
+        );
+        assert_eq!(
+            plan(&snapshot(&configs, &[], &[state]), &now()).delete_states,
+            ["n1"]
+        );
+    }
+
+    #[test]
+    fn a_tie_touches_no_node_and_reports_conflict_on_both() {
+        let configs = [
+            config("a", serde_json::json!({})),
+            config("b", serde_json::json!({})),
+        ];
+        let nodes = [node("n1", &[])];
+        let plan = plan(&snapshot(&configs, &nodes, &[]), &now());
+        assert!(plan.apply_states.is_empty());
+        assert!(plan.delete_states.is_empty());
+        for (_, status) in &plan.statuses {
+            let conflict = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Conflict")
+                .unwrap();
+            assert_eq!(conflict.status, "True");
+            assert!(conflict.message.contains("n1"));
+        }
+        assert_eq!(
+            plan.events
+                .iter()
+                .filter(|e| e.reason == "TiedPriority" && e.warning)
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_node_moving_to_another_config_is_rolled_like_a_new_one() {
+        let old = config("old", serde_json::json!({}));
+        let first = plan(
+            &snapshot(std::slice::from_ref(&old), &[node("n1", &[])], &[]),
+            &now(),
+        );
+        let state = applied_state(&first.apply_states[0]);
+        let new = config(
+            "new",
+            serde_json::json!({"priority": 5, "network": {"contained": {"bridge": {"mtu": 1400}}}}),
+        );
+        let second = plan(&snapshot(&[old, new], &[node("n1", &[])], &[state]), &now());
+        assert_eq!(second.apply_states.len(), 1);
+        assert_eq!(second.apply_states[0].spec.config_name, "new");
+        assert_eq!(second.apply_states[0].owner_references()[0].uid, "uid-new");
+    }
+
+    #[test]
+    fn a_config_that_cannot_be_rendered_is_degraded_and_touches_no_node() {
+        // Admission refuses this; a config written around admission must still not crash or reach nodes.
+        let broken = config(
+            "broken",
+            serde_json::json!({"network": {"mode": "KubernetesCNI"}}),
+        );
+        let plan = plan(&snapshot(&[broken], &[node("n1", &[])], &[]), &now());
+        assert!(plan.apply_states.is_empty());
+        let status = &plan.statuses[0].1;
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "RenderFailed")
+        );
+        assert!(
+            degraded.message.contains("spec.network.kubernetesCNI"),
+            "{}",
+            degraded.message
+        );
+        assert!(
+            plan.events
+                .iter()
+                .any(|e| e.warning && e.reason == "RenderFailed")
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Which config each node gets: the highest priority among the configs that select it. A tie at the top priority
+//! is a conflict, and the node keeps what it has.
+
+use std::collections::BTreeMap;
+
+use crate::api::RktNodeConfig;
+
+/// The outcome of selection for one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Assignment {
+    /// No config selects the node: it keeps nothing of ours.
+    Unselected,
+    /// This config wins the node.
+    Won(String),
+    /// These configs select the node at the same, highest priority (sorted by name).
+    Tied(Vec<String>),
+}
+
+/// Picks the config that wins a node with these labels.
+pub fn assign<'a>(
+    configs: impl IntoIterator<Item = &'a RktNodeConfig>,
+    labels: &BTreeMap<String, String>,
+) -> Assignment {
+    let mut best: Option<i32> = None;
+    let mut winners: Vec<String> = Vec::new();
+    for config in configs {
+        if !config.spec.node_selector.matches(labels) {
+            continue;
+        }
+        let name = config.metadata.name.clone().unwrap_or_default();
+        match best {
+            Some(priority) if config.spec.priority < priority => {}
+            Some(priority) if config.spec.priority == priority => winners.push(name),
+            _ => {
+                best = Some(config.spec.priority);
+                winners = vec![name];
+            }
+        }
+    }
+    winners.sort();
+    match winners.len() {
+        0 => Assignment::Unselected,
+        1 => Assignment::Won(winners.remove(0)),
+        _ => Assignment::Tied(winners),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        NodeSelector, NodeSelectorOperator, NodeSelectorRequirement, RktNodeConfigSpec,
+    };
+
+    fn config(name: &str, priority: i32, selector: NodeSelector) -> RktNodeConfig {
+        let spec: RktNodeConfigSpec =
+            serde_json::from_value(serde_json::json!({"rkt": {"version": "1.30.0"}})).unwrap();
+        RktNodeConfig::new(
+            name,
+            RktNodeConfigSpec {
+                priority,
+                node_selector: selector,
+                ..spec
+            },
+        )
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn match_labels(pairs: &[(&str, &str)]) -> NodeSelector {
+        NodeSelector {
+            match_labels: labels(pairs),
+            ..NodeSelector::default()
+        }
+    }
+
+    #[test]
+    fn an_empty_selector_selects_every_node() {
+        let configs = [config("all", 0, NodeSelector::default())];
+        assert_eq!(
+            assign(&configs, &labels(&[])),
+            Assignment::Won("all".into())
+        );
+        assert_eq!(
+            assign(&configs, &labels(&[("a", "b")])),
+            Assignment::Won("all".into())
+        );
+    }
+
+    #[test]
+    fn a_node_no_config_selects_is_unselected() {
+        let configs = [config("gpu", 0, match_labels(&[("pool", "gpu")]))];
+        assert_eq!(
+            assign(&configs, &labels(&[("pool", "cpu")])),
+            Assignment::Unselected
+        );
+        assert_eq!(
+            assign(&[], &labels(&[("pool", "cpu")])),
+            Assignment::Unselected
+        );
+    }
+
+    #[test]
+    fn the_highest_priority_wins() {
+        let configs = [
+            config("base", 0, NodeSelector::default()),
+            config("special", 10, match_labels(&[("pool", "gpu")])),
+            config("low", -5, NodeSelector::default()),
+        ];
+        assert_eq!(
+            assign(&configs, &labels(&[("pool", "gpu")])),
+            Assignment::Won("special".into())
+        );
+        assert_eq!(
+            assign(&configs, &labels(&[("pool", "cpu")])),
+            Assignment::Won("base".into())
+        );
+    }
+
+    #[test]
+    fn a_tie_at_the_top_priority_is_a_conflict_naming_both_configs() {
+        let configs = [
+            config("zeta", 5, NodeSelector::default()),
+            config("alpha", 5, match_labels(&[("pool", "gpu")])),
+            config("low", 1, NodeSelector::default()),
+        ];
+        assert_eq!(
+            assign(&configs, &labels(&[("pool", "gpu")])),
+            Assignment::Tied(vec!["alpha".into(), "zeta".into()])
+        );
+        assert_eq!(
+            assign(&configs, &labels(&[])),
+            Assignment::Won("zeta".into())
+        );
+    }
+
+    #[test]
+    fn a_tie_below_the_winner_is_no_conflict() {
+        let configs = [
+            config("a", 1, NodeSelector::default()),
+            config("b", 1, NodeSelector::default()),
+            config("top", 2, NodeSelector::default()),
+        ];
+        assert_eq!(
+            assign(&configs, &labels(&[])),
+            Assignment::Won("top".into())
+        );
+    }
+
+    #[test]
+    fn expressions_select_by_operator() {
+        let selector = |operator, values: &[&str]| NodeSelector {
+            match_expressions: vec![NodeSelectorRequirement {
+                key: "zone".into(),
+                operator,
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }],
+            ..NodeSelector::default()
+        };
+        let in_a = [config("c", 0, selector(NodeSelectorOperator::In, &["a"]))];
+        let not_in_a = [config(
+            "c",
+            0,
+            selector(NodeSelectorOperator::NotIn, &["a"]),
+        )];
+        let exists = [config("c", 0, selector(NodeSelectorOperator::Exists, &[]))];
+        let absent = [config(
+            "c",
+            0,
+            selector(NodeSelectorOperator::DoesNotExist, &[]),
+        )];
+        let zone_a = labels(&[("zone", "a")]);
+        let zone_b = labels(&[("zone", "b")]);
+        let none = labels(&[]);
+        assert_eq!(assign(&in_a, &zone_a), Assignment::Won("c".into()));
+        assert_eq!(assign(&in_a, &zone_b), Assignment::Unselected);
+        assert_eq!(assign(&not_in_a, &zone_b), Assignment::Won("c".into()));
+        assert_eq!(assign(&not_in_a, &none), Assignment::Won("c".into()));
+        assert_eq!(assign(&not_in_a, &zone_a), Assignment::Unselected);
+        assert_eq!(assign(&exists, &zone_b), Assignment::Won("c".into()));
+        assert_eq!(assign(&exists, &none), Assignment::Unselected);
+        assert_eq!(assign(&absent, &none), Assignment::Won("c".into()));
+        assert_eq!(assign(&absent, &zone_a), Assignment::Unselected);
+    }
+}

@@ -1,0 +1,337 @@
+//! A controller under test: `rktnetes controller` as a real process against the local control plane, with its
+//! probes and metrics read over HTTP; and simulated agents that write RktNodeState status the way real agents do.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use rktnetes_operator::api::{NodePhase, RktNodeConfig, RktNodeState};
+use serde_json::json;
+
+use super::cluster::{TestCluster, eventually};
+
+/// The namespace of the controller's Lease and the agent DaemonSet in these tests.
+pub const NAMESPACE: &str = "rktnetes-system";
+
+/// Scenarios share cluster-scoped objects (configs, nodes, states), so they run one at a time.
+pub fn serial() -> &'static tokio::sync::Mutex<()> {
+    static SERIAL: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    SERIAL.get_or_init(|| tokio::sync::Mutex::new(()))
+}
+
+/// A running `rktnetes controller`; killed when dropped.
+pub struct ControllerProcess {
+    pub identity: String,
+    child: Child,
+    port: u16,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts a replica and waits until it reports ready.
+    pub fn start(cluster: &TestCluster, identity: &str) -> Self {
+        let port = free_port();
+        let log =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("controller-{identity}.log"));
+        let log_file = std::fs::File::create(&log).expect("the controller log can be created");
+        let child = Command::new(env!("CARGO_BIN_EXE_rktnetes"))
+            .args([
+                "controller",
+                "--identity",
+                identity,
+                "--namespace",
+                NAMESPACE,
+            ])
+            .args([
+                "--agent-namespace",
+                NAMESPACE,
+                "--lease-duration",
+                "6",
+                "--resync-seconds",
+                "30",
+            ])
+            .arg("--http-address")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("RUST_LOG", "info,rktnetes_operator=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("the rktnetes binary runs");
+        let mut controller = Self {
+            identity: identity.to_owned(),
+            child,
+            port,
+            log,
+        };
+        let ready = eventually(Duration::from_secs(60), || {
+            if let Ok(Some(status)) = controller.child.try_wait() {
+                panic!(
+                    "controller {identity} exited ({status}):\n{}",
+                    controller.log_tail()
+                );
+            }
+            (controller
+                .get("/readyz")
+                .is_some_and(|(code, _)| code == 200))
+            .then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "controller {identity} never became ready:\n{}",
+            controller.log_tail()
+        );
+        controller
+    }
+
+    /// GETs a path of the probe server: the status code and body.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())?;
+        Some((code, body))
+    }
+
+    /// The value of a metric, summed over its label sets.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics").unwrap_or_default();
+        body.lines()
+            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Every API write this replica made.
+    pub fn writes(&self) -> f64 {
+        self.metric("rktnetes_controller_api_writes_total")
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.metric("rktnetes_controller_leader") == 1.0
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port on loopback")
+}
+
+/// Removes every config, state and node, and the Lease, so a scenario starts from nothing.
+pub async fn reset(client: &Client) {
+    let configs: Api<RktNodeConfig> = Api::all(client.clone());
+    let states: Api<RktNodeState> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let all = ListParams::default();
+    let now = DeleteParams::default();
+    configs
+        .delete_collection(&now, &all)
+        .await
+        .expect("configs can be deleted");
+    states
+        .delete_collection(&now, &all)
+        .await
+        .expect("states can be deleted");
+    nodes
+        .delete_collection(&now, &all)
+        .await
+        .expect("nodes can be deleted");
+    let _ = leases.delete("rktnetes-controller", &now).await;
+    for _ in 0..100 {
+        let left = configs.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
+            + states.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
+            + nodes.list(&all).await.map(|l| l.items.len()).unwrap_or(1);
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the cluster could not be emptied between scenarios");
+}
+
+/// Makes sure the namespace of the Lease and the DaemonSet exists.
+pub async fn ensure_namespace(client: &Client) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace =
+        serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).expect("a namespace");
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => panic!("cannot create namespace {NAMESPACE}: {error}"),
+    }
+}
+
+/// Registers Node objects with these labels, as kubelets would.
+pub async fn create_nodes(client: &Client, names: &[String], labels: &BTreeMap<&str, &str>) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for name in names {
+        let node = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+            .expect("a node");
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .expect("a node can be registered");
+    }
+}
+
+/// Applies a config as `kubectl apply --server-side` would.
+pub async fn apply_config(client: &Client, config: serde_json::Value) {
+    let configs: Api<RktNodeConfig> = Api::all(client.clone());
+    let name = config["metadata"]["name"]
+        .as_str()
+        .expect("a named config")
+        .to_owned();
+    let params = PatchParams::apply("rktnetes-tests").force();
+    configs
+        .patch(&name, &params, &Patch::Apply(&config))
+        .await
+        .expect("the config is admitted");
+}
+
+/// Every RktNodeState, by node.
+pub async fn states(client: &Client) -> BTreeMap<String, RktNodeState> {
+    let states: Api<RktNodeState> = Api::all(client.clone());
+    states
+        .list(&ListParams::default())
+        .await
+        .expect("states can be listed")
+        .items
+        .into_iter()
+        .map(|state| (state.name_any(), state))
+        .collect()
+}
+
+/// A config as the apiserver holds it.
+pub async fn config(client: &Client, name: &str) -> RktNodeConfig {
+    Api::<RktNodeConfig>::all(client.clone())
+        .get(name)
+        .await
+        .expect("the config exists")
+}
+
+/// Agents that act on every RktNodeState: after `apply_time` they report the desired hash as applied, except on
+/// `failing` nodes, which report that the rkt API service failed and they rolled back.
+pub struct SimulatedAgents {
+    pub failing: Arc<Mutex<BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimulatedAgents {
+    pub fn start(client: Client, apply_time: Duration) -> Self {
+        let failing = Arc::new(Mutex::new(BTreeSet::new()));
+        let task = tokio::spawn(simulate(client, apply_time, failing.clone()));
+        Self { failing, task }
+    }
+
+    pub fn fail(&self, node: &str) {
+        self.failing
+            .lock()
+            .expect("not poisoned")
+            .insert(node.to_owned());
+    }
+
+    pub fn heal(&self, node: &str) {
+        self.failing.lock().expect("not poisoned").remove(node);
+    }
+}
+
+impl Drop for SimulatedAgents {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTreeSet<String>>>) {
+    let api: Api<RktNodeState> = Api::all(client.clone());
+    let params = PatchParams::apply("simulated-agent").force();
+    // When each node first saw the hash it is working on.
+    let mut seen: BTreeMap<String, (String, tokio::time::Instant)> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        for state in list.items {
+            let node = state.name_any();
+            let hash = state.spec.hash.clone();
+            let status = state.status.clone().unwrap_or_default();
+            let done = status.applied_hash.as_deref() == Some(hash.as_str())
+                || (status.phase == Some(NodePhase::RolledBack)
+                    && seen.get(&node).is_some_and(|(h, _)| *h == hash));
+            if done {
+                continue;
+            }
+            let started = match seen.get(&node) {
+                Some((seen_hash, at)) if *seen_hash == hash => *at,
+                _ => {
+                    let now = tokio::time::Instant::now();
+                    seen.insert(node.clone(), (hash.clone(), now));
+                    let applying = json!({
+                        "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
+                        "status": {"phase": "Applying", "appliedHash": status.applied_hash}
+                    });
+                    let _ = api
+                        .patch_status(&node, &params, &Patch::Apply(&applying))
+                        .await;
+                    now
+                }
+            };
+            if started.elapsed() < apply_time {
+                continue;
+            }
+            let fails = failing.lock().expect("not poisoned").contains(&node);
+            let report = if fails {
+                json!({
+                    "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
+                    "status": {
+                        "phase": "RolledBack",
+                        "appliedHash": status.applied_hash,
+                        "apiServiceHealthy": true,
+                        "lastError": "the rkt API service did not answer GetInfo after the restart; the previous files were restored",
+                    }
+                })
+            } else {
+                json!({
+                    "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
+                    "status": {"phase": "Applied", "appliedHash": hash, "apiServiceHealthy": true}
+                })
+            };
+            let _ = api
+                .patch_status(&node, &params, &Patch::Apply(&report))
+                .await;
+        }
+    }
+}
