@@ -3,8 +3,10 @@
 //! `api` holds the custom resources shared by every component; `render` turns a config into the files a node gets;
 //! `controller` rolls configs out to nodes; the `rktnetes` binary's subcommands live in `cli`.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod render;
+pub mod rkt;

@@ -1,5 +1,5 @@
 # Shared settings for the e2e scripts. Sourced, not run.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the settings here are used by the scripts that source this
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
@@ -10,6 +10,19 @@ REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
 RKTNETES_CACHE=${RKTNETES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rktnetes}
 TOOLS_DIR="$RKTNETES_CACHE/tools/kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 TOOLS_BIN="$TOOLS_DIR/bin"
+
+# Test nodes (e2e/nodes.sh): systemd-nspawn machines behind a host bridge, each in a network namespace of its
+# own. One /24: the host is .1 on the bridge, node i is .(10+i).
+NODE_BRIDGE=${RKTNETES_NODE_BRIDGE:-rktnetes0}
+NODE_NETWORK=${RKTNETES_NODE_NETWORK:-10.213.0.0/24}
+NODE_HOST_IP=${NODE_NETWORK%.*}.1
+NODES_DIR="$RKTNETES_CACHE/nodes"
+
+# kube-apiserver (e2e/cluster.sh) listens on every address, so the nodes reach it at NODE_HOST_IP, and its
+# certificate names that address. Clients on this machine still use 127.0.0.1: that is what cluster.sh writes
+# into the admin kubeconfig for a wildcard bind. TLS client certificates or tokens and RBAC guard every port.
+RKTNETES_APISERVER_BIND=${RKTNETES_APISERVER_BIND:-0.0.0.0}
+RKTNETES_APISERVER_EXTRA_SANS=${RKTNETES_APISERVER_EXTRA_SANS:-$NODE_HOST_IP}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

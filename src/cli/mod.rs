@@ -26,6 +26,8 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Run the controller: RktNodeConfigs to per-node RktNodeStates, rolled out safely, and the agent DaemonSet.
     Controller(Box<crate::controller::ControllerArgs>),
+    /// Run a node's agent: apply its RktNodeState on the host, restart the rkt API service, report back.
+    Agent(Box<crate::agent::AgentArgs>),
     /// Print the version of rktnetes and of the API it serves.
     Version,
 }
@@ -36,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
         Command::Crdgen(args) => crdgen::run(&args)?,
         Command::Render(args) => render::run(&args)?,
         Command::Controller(args) => crate::controller::run(*args).await?,
+        Command::Agent(args) => crate::agent::run(*args).await?,
         Command::Version => println!(
             "rktnetes {VERSION_STRING} (API {}/{})",
             crate::api::GROUP,

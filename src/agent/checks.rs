@@ -1,0 +1,337 @@
+//! What the agent checks on the node besides its files, and what the results mean: the pure part of reporting.
+
+use crate::{
+    api::{MIN_RKT_VERSION, NodePhase, RKT_KUBERNETES_NETWORK, RktNodeStateSpec},
+    conditions::ConditionUpdate,
+};
+
+use super::systemd::{MIN_SYSTEMD_VERSION, major_version};
+
+/// Condition types the agent owns, on the RktNodeState and on the Node.
+pub mod condition {
+    pub const NETWORK_READY: &str = "RktNetworkReady";
+    pub const API_SERVICE_READY: &str = "RktAPIServiceReady";
+    pub const VERSION_MATCHES: &str = "RktVersionMatches";
+    pub const SYSTEMD_SUPPORTED: &str = "RktSystemdSupported";
+}
+
+/// What the agent saw on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub systemd_version: Option<String>,
+    pub rkt_version: Option<String>,
+    /// `Ok` when the rkt API service answered GetInfo; otherwise why not.
+    pub api_service: Result<(), String>,
+    /// A foreign file in net.d that defines `rkt.kubernetes.io` before ours.
+    pub shadowed_by: Option<String>,
+}
+
+/// How applying the spec went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The files are in place.
+    Applied,
+    /// The files broke the rkt API service and were restored: why.
+    RolledBack(String),
+    /// The files could not be put in place, or restoring them failed too: why.
+    Failed(String),
+}
+
+/// The phase and error to report for an outcome and what was observed.
+pub fn phase(
+    spec: &RktNodeStateSpec,
+    outcome: &Outcome,
+    observation: &Observation,
+) -> (NodePhase, Option<String>) {
+    match outcome {
+        Outcome::RolledBack(reason) => (NodePhase::RolledBack, Some(reason.clone())),
+        Outcome::Failed(reason) => (NodePhase::Degraded, Some(reason.clone())),
+        Outcome::Applied => {
+            let problems: Vec<String> = [
+                observation
+                    .api_service
+                    .as_ref()
+                    .err()
+                    .map(|error| format!("the rkt API service is not healthy: {error}")),
+                systemd_problem(observation),
+                rkt_version_problem(spec, observation),
+                observation
+                    .shadowed_by
+                    .as_ref()
+                    .map(|file| shadow_message(file)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if problems.is_empty() {
+                (NodePhase::Applied, None)
+            } else {
+                (NodePhase::Degraded, Some(problems.join("; ")))
+            }
+        }
+    }
+}
+
+/// The agent's four conditions.
+pub fn conditions(
+    spec: &RktNodeStateSpec,
+    outcome: &Outcome,
+    observation: &Observation,
+) -> Vec<ConditionUpdate> {
+    let network = match (outcome, &observation.shadowed_by) {
+        (Outcome::Applied, None) => ConditionUpdate::new(
+            condition::NETWORK_READY,
+            true,
+            "Applied",
+            format!(
+                "The node has the network configuration of RktNodeConfig {}.",
+                spec.config_name
+            ),
+        ),
+        (Outcome::Applied, Some(file)) => ConditionUpdate::new(
+            condition::NETWORK_READY,
+            false,
+            "ShadowedByForeignConfig",
+            shadow_message(file),
+        ),
+        (Outcome::RolledBack(reason), _) => ConditionUpdate::new(
+            condition::NETWORK_READY,
+            false,
+            "RolledBack",
+            format!("The new configuration was rolled back: {reason}"),
+        ),
+        (Outcome::Failed(reason), _) => ConditionUpdate::new(
+            condition::NETWORK_READY,
+            false,
+            "ApplyFailed",
+            reason.clone(),
+        ),
+    };
+    let api_service = match &observation.api_service {
+        Ok(()) => ConditionUpdate::new(
+            condition::API_SERVICE_READY,
+            true,
+            "GetInfoAnswered",
+            format!(
+                "{} answers GetInfo on {}.",
+                spec.rkt.api_service_unit, spec.rkt.api_endpoint
+            ),
+        ),
+        Err(error) => ConditionUpdate::new(
+            condition::API_SERVICE_READY,
+            false,
+            "GetInfoFailed",
+            error.clone(),
+        ),
+    };
+    let version = match rkt_version_problem(spec, observation) {
+        None => ConditionUpdate::new(
+            condition::VERSION_MATCHES,
+            true,
+            "VersionMatches",
+            format!("The node runs rkt {}, as desired.", spec.rkt.version),
+        ),
+        Some(problem) => ConditionUpdate::new(
+            condition::VERSION_MATCHES,
+            false,
+            if observation.rkt_version.is_some() {
+                "VersionMismatch"
+            } else {
+                "VersionUnknown"
+            },
+            problem,
+        ),
+    };
+    let systemd = match systemd_problem(observation) {
+        None => ConditionUpdate::new(
+            condition::SYSTEMD_SUPPORTED,
+            true,
+            "VersionSupported",
+            format!(
+                "The node runs systemd {}, at least {MIN_SYSTEMD_VERSION}.",
+                observation.systemd_version.as_deref().unwrap_or_default()
+            ),
+        ),
+        Some(problem) => ConditionUpdate::new(
+            condition::SYSTEMD_SUPPORTED,
+            false,
+            "VersionTooOld",
+            problem,
+        ),
+    };
+    vec![network, api_service, version, systemd]
+}
+
+fn shadow_message(file: &str) -> String {
+    format!(
+        "{file} defines the network {RKT_KUBERNETES_NETWORK} and sorts before the operator's file, so rkt uses it \
+         instead; remove or rename it"
+    )
+}
+
+fn systemd_problem(observation: &Observation) -> Option<String> {
+    match observation.systemd_version.as_deref() {
+        None => Some("the systemd version could not be read over D-Bus".to_owned()),
+        Some(version) => match major_version(version) {
+            Some(major) if major >= MIN_SYSTEMD_VERSION => None,
+            _ => Some(format!(
+                "the node runs systemd {version}; Kubernetes' rkt runtime needs at least {MIN_SYSTEMD_VERSION}"
+            )),
+        },
+    }
+}
+
+fn rkt_version_problem(spec: &RktNodeStateSpec, observation: &Observation) -> Option<String> {
+    let Some(observed) = observation.rkt_version.as_deref() else {
+        return Some(
+            "the rkt version could not be read (rkt API GetInfo, then `rkt version`)".to_owned(),
+        );
+    };
+    let parsed = semver::Version::parse(observed).ok();
+    let minimum = semver::Version::parse(MIN_RKT_VERSION).ok();
+    if parsed.is_none() || parsed < minimum {
+        return Some(format!(
+            "the node runs rkt {observed}; Kubernetes needs at least {MIN_RKT_VERSION}"
+        ));
+    }
+    (observed != spec.rkt.version).then(|| {
+        format!(
+            "the node runs rkt {observed}, but {} is desired",
+            spec.rkt.version
+        )
+    })
+}
+
+/// The first `*.conf` in net.d, in rkt's order, that defines `rkt.kubernetes.io` and sorts before `ours`:
+/// rkt takes the first file defining a name and ignores the rest. `files` are (file name, content).
+pub fn shadowing_file(files: &[(String, String)], ours: &str) -> Option<String> {
+    let mut names: Vec<&(String, String)> = files
+        .iter()
+        .filter(|(name, _)| name.ends_with(".conf"))
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    names
+        .into_iter()
+        .take_while(|(name, _)| name.as_str() < ours)
+        .find(|(_, content)| {
+            serde_json::from_str::<serde_json::Value>(content)
+                .ok()
+                .and_then(|config| {
+                    config
+                        .get("name")
+                        .and_then(|name| name.as_str().map(str::to_owned))
+                })
+                .is_some_and(|name| name == RKT_KUBERNETES_NETWORK)
+        })
+        .map(|(name, _)| name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RktServiceSpec;
+
+    fn spec() -> RktNodeStateSpec {
+        RktNodeStateSpec {
+            config_name: "bridge".into(),
+            files: vec![],
+            hash: "h".into(),
+            rkt: RktServiceSpec {
+                version: "1.30.0".into(),
+                api_endpoint: "localhost:15441".into(),
+                api_service_unit: "rkt-api.service".into(),
+                path: None,
+            },
+            restart_api_service: true,
+        }
+    }
+
+    fn healthy() -> Observation {
+        Observation {
+            systemd_version: Some("252.38-1~deb12u1".into()),
+            rkt_version: Some("1.30.0".into()),
+            api_service: Ok(()),
+            shadowed_by: None,
+        }
+    }
+
+    #[test]
+    fn a_healthy_node_is_applied_with_every_condition_true() {
+        assert_eq!(
+            phase(&spec(), &Outcome::Applied, &healthy()),
+            (NodePhase::Applied, None)
+        );
+        assert!(
+            conditions(&spec(), &Outcome::Applied, &healthy())
+                .iter()
+                .all(|c| c.status)
+        );
+    }
+
+    #[test]
+    fn an_older_rkt_is_degraded_and_named() {
+        let observation = Observation {
+            rkt_version: Some("1.29.0".into()),
+            ..healthy()
+        };
+        let (phase, error) = phase(&spec(), &Outcome::Applied, &observation);
+        assert_eq!(phase, NodePhase::Degraded);
+        assert!(error.unwrap().contains("rkt 1.29.0, but 1.30.0"));
+        let version = &conditions(&spec(), &Outcome::Applied, &observation)[2];
+        assert_eq!((version.status, version.reason), (false, "VersionMismatch"));
+        assert!(version.message.contains("1.29.0"));
+    }
+
+    #[test]
+    fn old_systemd_and_rkt_are_refused() {
+        let observation = Observation {
+            systemd_version: Some("218".into()),
+            rkt_version: Some("1.8.0".into()),
+            ..healthy()
+        };
+        let (_, error) = phase(&spec(), &Outcome::Applied, &observation);
+        let error = error.unwrap();
+        assert!(
+            error.contains("systemd 218") && error.contains("rkt 1.8.0"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_is_reported_with_its_reason() {
+        let outcome = Outcome::RolledBack("GetInfo failed".into());
+        assert_eq!(
+            phase(&spec(), &outcome, &healthy()),
+            (NodePhase::RolledBack, Some("GetInfo failed".into()))
+        );
+    }
+
+    #[test]
+    fn only_an_earlier_file_defining_our_network_shadows_ours() {
+        let file = |name: &str, network: &str| {
+            (
+                name.to_owned(),
+                format!("{{\"name\": \"{network}\", \"type\": \"ptp\"}}"),
+            )
+        };
+        let ours = "00-rktnetes.conf";
+        assert_eq!(
+            shadowing_file(&[file("00-admin.conf", RKT_KUBERNETES_NETWORK)], ours),
+            Some("00-admin.conf".into())
+        );
+        assert_eq!(
+            shadowing_file(&[file("00-admin.conf", "other")], ours),
+            None
+        );
+        assert_eq!(
+            shadowing_file(&[file("50-admin.conf", RKT_KUBERNETES_NETWORK)], ours),
+            None,
+            "later files are ignored by rkt"
+        );
+        assert_eq!(
+            shadowing_file(&[file("00-admin.json", RKT_KUBERNETES_NETWORK)], ours),
+            None,
+            "rkt reads only *.conf"
+        );
+    }
+}

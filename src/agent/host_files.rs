@@ -1,0 +1,285 @@
+//! Putting a node's desired files in place, and taking them back: every change goes through [`atomic_file`] and
+//! the [`Ledger`], so files the agent never wrote are never modified or deleted, and a failed change can be undone
+//! byte for byte.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    atomic_file::{self, FileError},
+    ledger::{Ledger, ManagedFile, Transaction},
+};
+use crate::api::HostFile;
+
+/// The host as the agent sees it: paths in specs are absolute host paths, found below `root` (`/` in a
+/// DaemonSet pod under stage1-fly, a scratch directory in tests).
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub root: PathBuf,
+}
+
+/// What a change did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Host paths written or removed.
+    pub paths: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Whether a changed path is below `prefix`.
+    pub fn touches(&self, prefix: &str) -> bool {
+        self.paths.iter().any(|path| path.starts_with(prefix))
+    }
+}
+
+impl Host {
+    /// Where a host path is on this machine.
+    pub fn path(&self, host_path: &str) -> PathBuf {
+        self.root.join(host_path.trim_start_matches('/'))
+    }
+
+    fn read(&self, host_path: &str) -> Result<Option<String>, FileError> {
+        Ok(atomic_file::read(&self.path(host_path))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Starts a change to `desired` (hash `hash`): records what to go back to in `ledger.pending`. A change
+    /// already pending (the agent stopped half-way) keeps its original starting point.
+    pub fn begin(
+        &self,
+        ledger: &mut Ledger,
+        desired: &[HostFile],
+        hash: &str,
+    ) -> Result<(), FileError> {
+        if let Some(pending) = &mut ledger.pending {
+            pending.hash = hash.to_owned();
+            return Ok(());
+        }
+        let mut contents_before = std::collections::BTreeMap::new();
+        for path in desired
+            .iter()
+            .map(|file| file.path.as_str())
+            .chain(ledger.files.keys().map(String::as_str))
+        {
+            contents_before.insert(path.to_owned(), self.read(path)?);
+        }
+        ledger.pending = Some(Transaction {
+            hash: hash.to_owned(),
+            files_before: ledger.files.clone(),
+            contents_before,
+        });
+        Ok(())
+    }
+
+    /// Makes the host hold exactly `desired` among the managed files: writes what differs, and lets go of
+    /// managed paths no longer desired (restoring what was there before the agent, or removing the file).
+    pub fn put(&self, ledger: &mut Ledger, desired: &[HostFile]) -> Result<Changes, FileError> {
+        let mut changes = Changes::default();
+        for file in desired {
+            let on_disk = self.read(&file.path)?;
+            let original = match ledger.files.get(&file.path) {
+                Some(managed) => managed.original.clone(),
+                None => on_disk.clone(),
+            };
+            let mode = u32::try_from(file.mode).unwrap_or(0o644);
+            if on_disk.as_deref() != Some(file.content.as_str())
+                || self.mode_of(&file.path) != Some(mode)
+            {
+                atomic_file::write(&self.path(&file.path), file.content.as_bytes(), mode)?;
+                changes.paths.push(file.path.clone());
+            }
+            ledger.files.insert(
+                file.path.clone(),
+                ManagedFile {
+                    content: file.content.clone(),
+                    mode,
+                    original,
+                },
+            );
+        }
+        let stale: Vec<String> = ledger
+            .files
+            .keys()
+            .filter(|path| !desired.iter().any(|file| &file.path == *path))
+            .cloned()
+            .collect();
+        for path in stale {
+            if let Some(managed) = ledger.files.remove(&path) {
+                self.let_go(&path, &managed)?;
+                changes.paths.push(path);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Undoes the pending change: every touched path gets its content from before, byte for byte.
+    pub fn roll_back(&self, ledger: &mut Ledger) -> Result<Changes, FileError> {
+        let mut changes = Changes::default();
+        if let Some(pending) = ledger.pending.take() {
+            for (path, before) in &pending.contents_before {
+                let target = self.path(path);
+                let now = self.read(path)?;
+                if now == *before {
+                    continue;
+                }
+                match before {
+                    Some(content) => {
+                        let mode = pending
+                            .files_before
+                            .get(path)
+                            .map_or(0o644, |managed| managed.mode);
+                        atomic_file::write(&target, content.as_bytes(), mode)?;
+                    }
+                    None => atomic_file::remove(&target)?,
+                }
+                changes.paths.push(path.clone());
+            }
+            ledger.files = pending.files_before;
+        }
+        Ok(changes)
+    }
+
+    /// Managed files whose content or mode differs from what the ledger says: drift.
+    pub fn drifted(&self, ledger: &Ledger) -> Result<Vec<String>, FileError> {
+        let mut drifted = Vec::new();
+        for (path, managed) in &ledger.files {
+            if self.read(path)?.as_deref() != Some(managed.content.as_str())
+                || self.mode_of(path) != Some(managed.mode)
+            {
+                drifted.push(path.clone());
+            }
+        }
+        Ok(drifted)
+    }
+
+    /// Rewrites drifted files from the ledger.
+    pub fn repair(&self, ledger: &Ledger, paths: &[String]) -> Result<(), FileError> {
+        for path in paths {
+            if let Some(managed) = ledger.files.get(path) {
+                atomic_file::write(&self.path(path), managed.content.as_bytes(), managed.mode)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn let_go(&self, path: &str, managed: &ManagedFile) -> Result<(), FileError> {
+        match &managed.original {
+            Some(original) => atomic_file::write(&self.path(path), original.as_bytes(), 0o644),
+            None => atomic_file::remove(&self.path(path)),
+        }
+    }
+
+    fn mode_of(&self, host_path: &str) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(self.path(host_path))
+            .ok()
+            .map(|meta| meta.permissions().mode() & 0o7777)
+    }
+
+    /// The directory of a host path, on this machine.
+    pub fn directory(&self, host_path: &str) -> PathBuf {
+        self.path(host_path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str) -> Host {
+        let root =
+            std::env::temp_dir().join(format!("rktnetes-host-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Host { root }
+    }
+
+    fn file(path: &str, content: &str) -> HostFile {
+        HostFile {
+            path: path.into(),
+            content: content.into(),
+            mode: 0o644,
+        }
+    }
+
+    const NET: &str = "/etc/rkt/net.d/00-rktnetes.conf";
+    const STAGE1: &str = "/etc/rkt/stage1.d/rktnetes.json";
+    const FOREIGN: &str = "/etc/rkt/net.d/50-admin.conf";
+
+    #[test]
+    fn puts_files_and_removes_only_its_own() {
+        let host = host("put");
+        std::fs::create_dir_all(host.path("/etc/rkt/net.d")).unwrap();
+        std::fs::write(host.path(FOREIGN), "admin's").unwrap();
+        let mut ledger = Ledger::default();
+        let changes = host
+            .put(&mut ledger, &[file(NET, "a"), file(STAGE1, "s")])
+            .unwrap();
+        assert_eq!(changes.paths.len(), 2);
+        assert!(
+            host.put(&mut ledger, &[file(NET, "a"), file(STAGE1, "s")])
+                .unwrap()
+                .is_empty(),
+            "nothing to do"
+        );
+        let changes = host.put(&mut ledger, &[]).unwrap();
+        assert_eq!(changes.paths.len(), 2);
+        assert!(!host.path(NET).exists() && !host.path(STAGE1).exists());
+        assert_eq!(
+            std::fs::read_to_string(host.path(FOREIGN)).unwrap(),
+            "admin's",
+            "a foreign file is untouched"
+        );
+    }
+
+    #[test]
+    fn a_path_it_took_over_gets_its_original_back() {
+        let host = host("original");
+        std::fs::create_dir_all(host.path("/etc/rkt/net.d")).unwrap();
+        std::fs::write(host.path(NET), "hand-made").unwrap();
+        let mut ledger = Ledger::default();
+        host.put(&mut ledger, &[file(NET, "ours")]).unwrap();
+        host.put(&mut ledger, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(host.path(NET)).unwrap(),
+            "hand-made"
+        );
+    }
+
+    #[test]
+    fn roll_back_restores_every_byte() {
+        let host = host("rollback");
+        let mut ledger = Ledger::default();
+        host.put(&mut ledger, &[file(NET, "old net")]).unwrap();
+        let before = ledger.clone();
+        let new = [file(NET, "new net"), file(STAGE1, "new stage1")];
+        host.begin(&mut ledger, &new, "h2").unwrap();
+        host.put(&mut ledger, &new).unwrap();
+        assert_eq!(std::fs::read_to_string(host.path(NET)).unwrap(), "new net");
+        let changes = host.roll_back(&mut ledger).unwrap();
+        assert_eq!(changes.paths.len(), 2);
+        assert_eq!(std::fs::read_to_string(host.path(NET)).unwrap(), "old net");
+        assert!(!host.path(STAGE1).exists());
+        assert_eq!(ledger.files, before.files);
+        assert!(ledger.pending.is_none());
+    }
+
+    #[test]
+    fn drift_is_found_and_repaired() {
+        let host = host("drift");
+        let mut ledger = Ledger::default();
+        host.put(&mut ledger, &[file(NET, "ours")]).unwrap();
+        assert!(host.drifted(&ledger).unwrap().is_empty());
+        std::fs::write(host.path(NET), "edited by hand").unwrap();
+        let drifted = host.drifted(&ledger).unwrap();
+        assert_eq!(drifted, [NET]);
+        host.repair(&ledger, &drifted).unwrap();
+        assert_eq!(std::fs::read_to_string(host.path(NET)).unwrap(), "ours");
+    }
+}

@@ -1,0 +1,101 @@
+//! The agent's record of what it manages on the host, kept on disk so a restarted agent knows which files are
+//! its own (and may be changed or removed) and which are not (and are never touched).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::atomic_file::{self, FileError};
+use crate::api::RktServiceSpec;
+
+/// A file the agent manages.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedFile {
+    /// What the file must contain; anything else on disk is drift, repaired by rewriting this.
+    pub content: String,
+    pub mode: u32,
+    /// What was at this path before the agent first wrote it; put back when the agent lets go of the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+}
+
+/// A change under way: what to go back to if it fails, kept until it succeeds or is rolled back.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transaction {
+    /// The spec hash being applied.
+    pub hash: String,
+    /// The managed files before the change began.
+    pub files_before: BTreeMap<String, ManagedFile>,
+    /// Every touched path's content before the change (`None`: it did not exist).
+    pub contents_before: BTreeMap<String, Option<String>>,
+}
+
+/// Everything the agent remembers, in one JSON file written atomically.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ledger {
+    /// Managed files by absolute host path.
+    pub files: BTreeMap<String, ManagedFile>,
+    /// The spec hash whose files are in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
+    /// A spec hash that broke the rkt API service and was rolled back: not tried again until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_hash: Option<String>,
+    /// The rkt API service the managed files belong to, to restart it after letting go of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_service: Option<RktServiceSpec>,
+    /// A change that had begun when the agent last stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Transaction>,
+}
+
+/// Where the ledger lives and how it is read and saved.
+pub struct LedgerFile {
+    path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{path} is not a valid ledger ({source}); move it away to let the agent start afresh")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl LedgerFile {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("ledger.json"),
+        }
+    }
+
+    /// The saved ledger, or an empty one on a first start.
+    pub fn load(&self) -> Result<Ledger, LedgerError> {
+        match atomic_file::read(&self.path)? {
+            None => Ok(Ledger::default()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| LedgerError::Corrupt {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    pub fn save(&self, ledger: &Ledger) -> Result<(), LedgerError> {
+        let bytes = serde_json::to_vec_pretty(ledger).map_err(|source| LedgerError::Corrupt {
+            path: self.path.clone(),
+            source,
+        })?;
+        atomic_file::write(&self.path, &bytes, 0o600)?;
+        Ok(())
+    }
+}

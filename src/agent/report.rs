@@ -1,0 +1,129 @@
+//! What the agent tells the cluster: its RktNodeState's status, its conditions on the Node, and Events. Each is
+//! written with server-side apply under the agent's own field manager, and only when it changed, so the kubelet's
+//! Node conditions are never touched and a node at rest costs no writes.
+
+use k8s_openapi::{
+    api::core::v1::{Node, NodeCondition, ObjectReference},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use serde_json::json;
+
+use crate::api::{RktNodeState, RktNodeStateStatus};
+
+/// The field manager of everything the agent writes.
+pub const FIELD_MANAGER: &str = "rktnetes-agent";
+
+pub struct Reports {
+    node: String,
+    states: Api<RktNodeState>,
+    nodes: Api<Node>,
+    recorder: Recorder,
+    /// What the agent last wrote, to write only changes.
+    last_status: Option<RktNodeStateStatus>,
+    last_node_conditions: Option<Vec<Condition>>,
+}
+
+impl Reports {
+    pub fn new(client: Client, node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            states: Api::all(client.clone()),
+            nodes: Api::all(client.clone()),
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: FIELD_MANAGER.to_owned(),
+                    instance: Some(node.to_owned()),
+                },
+            ),
+            last_status: None,
+            last_node_conditions: None,
+        }
+    }
+
+    /// Writes the RktNodeState status when it differs from `current` (what the watch last delivered).
+    pub async fn status(
+        &mut self,
+        current: Option<&RktNodeStateStatus>,
+        status: RktNodeStateStatus,
+    ) -> Result<(), kube::Error> {
+        if current == Some(&status) || self.last_status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let patch =
+            json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState", "status": status});
+        self.states
+            .patch_status(
+                &self.node,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        self.last_status = Some(status);
+        Ok(())
+    }
+
+    /// Writes the agent's conditions on the Node when they changed since the last write. An empty list takes them
+    /// away (server-side apply drops what this manager no longer applies).
+    pub async fn node_conditions(&mut self, conditions: &[Condition]) -> Result<(), kube::Error> {
+        if self.last_node_conditions.as_deref() == Some(conditions) {
+            return Ok(());
+        }
+        let node_conditions: Vec<NodeCondition> = conditions
+            .iter()
+            .map(|condition| NodeCondition {
+                type_: condition.type_.clone(),
+                status: condition.status.clone(),
+                reason: Some(condition.reason.clone()),
+                message: Some(condition.message.clone()),
+                last_transition_time: Some(condition.last_transition_time.clone()),
+                last_heartbeat_time: Some(condition.last_transition_time.clone()),
+            })
+            .collect();
+        let patch =
+            json!({"apiVersion": "v1", "kind": "Node", "status": {"conditions": node_conditions}});
+        self.nodes
+            .patch_status(
+                &self.node,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        self.last_node_conditions = Some(conditions.to_vec());
+        Ok(())
+    }
+
+    /// Records an Event on the Node. Best effort: a lost Event is logged.
+    pub async fn event(&self, warning: bool, reason: &str, note: String) {
+        let reference = ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Node".to_owned()),
+            name: Some(self.node.clone()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Apply".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason, "could not record an Event");
+        }
+    }
+}
+
+/// Now, as Kubernetes writes times.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

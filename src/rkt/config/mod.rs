@@ -1,0 +1,218 @@
+//! rkt's configuration directories, read and checked as rkt does when it starts (rkt `rkt/config/config.go` and
+//! `Documentation/configuration.md`): the stand-in refuses to start on what rkt would refuse, and the agent can
+//! check a configuration before it restarts the API service on it.
+//!
+//! The rules, rkt's:
+//! - Directories are read in order, system (`/usr/lib/rkt`), local (`/etc/rkt`), then the user directory if one
+//!   is given; a later directory's value overrides an earlier one field by field. A missing directory is empty.
+//! - In each, a kind has its subdirectory (`stage1.d`, `paths.d`). Only regular files named `*.json` directly in it
+//!   are read, in name order; subdirectories, symbolic links and other names are skipped, and so is a kind's
+//!   subdirectory that is itself a symbolic link.
+//! - Every file has a non-empty `rktKind` (the subdirectory's kind) and `rktVersion` (`v1`).
+//! - Within one directory, two files must not define the same field, whatever their names.
+//!
+//! Not read here: `auth.d` (credentials, which the operator never writes) and `net.d`, which rkt reads only when a
+//! pod starts, never at start-up.
+
+mod error;
+mod go_json;
+mod paths;
+mod stage1;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+pub use error::{ConfigError, Problem};
+pub use paths::PathsConfig;
+pub use stage1::{Stage1Config, Stage1Image};
+
+/// A configured value and the file that set it, so messages and reports can point at the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FromFile<T> {
+    pub value: T,
+    pub file: PathBuf,
+}
+
+impl<T> FromFile<T> {
+    /// Sets `slot` to `value` from `file`, unless another file of the same directory already set it.
+    fn define(
+        slot: &mut Option<Self>,
+        field: &'static str,
+        value: T,
+        file: &Path,
+    ) -> Result<(), ConfigError> {
+        if let Some(first) = slot {
+            return Err(ConfigError::DefinedTwice {
+                field,
+                first: first.file.clone(),
+                second: file.to_owned(),
+            });
+        }
+        *slot = Some(Self {
+            value,
+            file: file.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+/// The configuration rkt starts with: every kind the stand-in honours, merged over the directories.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RktConfig {
+    pub stage1: Stage1Config,
+    pub paths: PathsConfig,
+}
+
+/// The configuration directories rkt reads, in rkt's order (its `--system-config`, `--local-config` and
+/// `--user-config` flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigDirs {
+    pub system: PathBuf,
+    pub local: PathBuf,
+    pub user: Option<PathBuf>,
+}
+
+impl Default for ConfigDirs {
+    fn default() -> Self {
+        Self {
+            system: PathBuf::from(DEFAULT_SYSTEM_CONFIG_DIR),
+            local: PathBuf::from(DEFAULT_LOCAL_CONFIG_DIR),
+            user: None,
+        }
+    }
+}
+
+/// The vendor's configuration directory, read-only.
+pub const DEFAULT_SYSTEM_CONFIG_DIR: &str = "/usr/lib/rkt";
+
+/// The admin's configuration directory: where the operator writes.
+pub const DEFAULT_LOCAL_CONFIG_DIR: &str = "/etc/rkt";
+
+impl ConfigDirs {
+    /// Reads every directory, each checked on its own, later ones overriding earlier ones.
+    pub fn read(&self) -> Result<RktConfig, ConfigError> {
+        let mut config = RktConfig::default();
+        for dir in [Some(&self.system), Some(&self.local), self.user.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let layer = read_config_dir(dir)?;
+            config.stage1.override_with(layer.stage1);
+            config.paths.override_with(layer.paths);
+        }
+        Ok(config)
+    }
+}
+
+/// One configuration directory on its own, where no field may be defined twice.
+pub fn read_config_dir(dir: &Path) -> Result<RktConfig, ConfigError> {
+    let mut config = RktConfig::default();
+    if !is_dir(dir)? {
+        return Ok(config);
+    }
+    for (path, raw) in config_files(&dir.join("stage1.d"))? {
+        check_header(&path, &raw, stage1::KIND)?;
+        config.stage1.add_file(&path, &raw)?;
+    }
+    for (path, raw) in config_files(&dir.join("paths.d"))? {
+        check_header(&path, &raw, paths::KIND)?;
+        config.paths.add_file(&path, &raw)?;
+    }
+    Ok(config)
+}
+
+/// Whether `path` is a directory, following symbolic links; a missing one is no directory, anything else that is
+/// not one is an error, as in rkt.
+fn is_dir(path: &Path) -> Result<bool, ConfigError> {
+    match fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Ok(true),
+        Ok(_) => Err(ConfigError::NotADirectory {
+            path: path.to_owned(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The config files of a kind's subdirectory with their contents, in name order (Go's `filepath.Walk` order, so
+/// the file reported second in a conflict is the one rkt would report).
+fn config_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, ConfigError> {
+    if !is_dir(dir)? {
+        return Ok(Vec::new());
+    }
+    // rkt walks the directory with Go's `filepath.Walk`, which does not descend into a root that is a symbolic
+    // link: a linked `stage1.d` is silently ignored by rkt, so it is here.
+    let linked = fs::symlink_metadata(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if linked.file_type().is_symlink() {
+        return Ok(Vec::new());
+    }
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ConfigError::Io { path, source }
+    };
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let path = entry.path();
+        // rkt lstats: a symbolic link is skipped, not followed.
+        let file_type = entry.file_type().map_err(io_error(&path))?;
+        if file_type.is_file() && entry.file_name().as_encoded_bytes().ends_with(b".json") {
+            paths.push(path);
+        }
+    }
+    paths.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
+    paths
+        .into_iter()
+        .map(|path| {
+            let raw = fs::read(&path).map_err(io_error(&path))?;
+            Ok((path, raw))
+        })
+        .collect()
+}
+
+/// Every config file names its kind and version; a subdirectory takes one kind, and each kind has version `v1`.
+fn check_header(path: &Path, raw: &[u8], kind: &'static str) -> Result<(), ConfigError> {
+    let [found_kind, version] = go_json::string_fields(path, raw, ["rktKind", "rktVersion"])?;
+    let found_kind = found_kind
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| ConfigError::NoKind {
+            path: path.to_owned(),
+        })?;
+    let version =
+        version
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ConfigError::NoVersion {
+                path: path.to_owned(),
+            })?;
+    if found_kind != kind {
+        return Err(ConfigError::WrongKind {
+            dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+            path: path.to_owned(),
+            expected: kind,
+            found: found_kind,
+        });
+    }
+    if version != "v1" {
+        return Err(ConfigError::UnknownVersion {
+            path: path.to_owned(),
+            kind,
+            version,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

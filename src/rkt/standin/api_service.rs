@@ -1,0 +1,193 @@
+//! `rkt api-service`: rkt's read-only gRPC API, answering GetInfo as rkt does and ListPods with no pods (the
+//! stand-in runs none). Like rkt it reads its configuration when it starts and refuses to start on an invalid one,
+//! and it stops gracefully on SIGTERM or SIGINT.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+};
+use tonic::{Request, Response, Status, transport::server::TcpIncoming};
+
+use super::{StandInError, global_flags::GlobalFlags};
+use crate::rkt::{
+    API_VERSION, APPC_VERSION, DEFAULT_API_ENDPOINT,
+    v1alpha::{
+        self, GetInfoRequest, GetInfoResponse, Info, ListPodsRequest, ListPodsResponse,
+        public_api_server::{PublicApi, PublicApiServer},
+    },
+};
+
+/// How long calls in flight may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// rkt's data directory when neither `--dir` nor `paths.d` sets one.
+const DEFAULT_DATA_DIR: &str = "/var/lib/rkt";
+
+/// The answers of one running API service.
+#[derive(Clone, Debug)]
+pub struct PublicApiService {
+    info: Info,
+}
+
+impl PublicApiService {
+    /// A service reporting `rkt_version`, started with `flags` and data directory `data_dir`.
+    pub fn new(rkt_version: String, flags: &GlobalFlags, data_dir: &Path) -> Self {
+        let text = |path: &Path| path.to_string_lossy().into_owned();
+        Self {
+            info: Info {
+                rkt_version,
+                appc_version: APPC_VERSION.to_owned(),
+                api_version: API_VERSION.to_owned(),
+                global_flags: Some(v1alpha::GlobalFlags {
+                    dir: text(data_dir),
+                    system_config_dir: text(&flags.system_config),
+                    local_config_dir: text(&flags.local_config),
+                    user_config_dir: flags.user_config.as_deref().map(text).unwrap_or_default(),
+                    insecure_flags: flags.insecure_options.to_string(),
+                    trust_keys_from_https: flags.trust_keys_from_https,
+                }),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PublicApi for PublicApiService {
+    async fn get_info(
+        &self,
+        _request: Request<GetInfoRequest>,
+    ) -> Result<Response<GetInfoResponse>, Status> {
+        Ok(Response::new(GetInfoResponse {
+            info: Some(self.info.clone()),
+        }))
+    }
+
+    async fn list_pods(
+        &self,
+        _request: Request<ListPodsRequest>,
+    ) -> Result<Response<ListPodsResponse>, Status> {
+        Ok(Response::new(ListPodsResponse { pods: Vec::new() }))
+    }
+}
+
+/// Runs the API service on `listen` (HOST:PORT) until SIGTERM or SIGINT, then lets calls in flight finish
+/// for a short while.
+pub async fn run(
+    listen: &str,
+    flags: &GlobalFlags,
+    rkt_version: String,
+) -> Result<(), StandInError> {
+    tracing::info!("API service starting...");
+    let data_dir = data_dir(flags)?;
+    // rkt takes an empty --listen for its default.
+    let address = if listen.is_empty() {
+        DEFAULT_API_ENDPOINT
+    } else {
+        listen
+    };
+    let listener = listen_on(address).await?;
+    match listener.local_addr() {
+        Ok(local) if local.to_string() != address => {
+            tracing::info!("Listening on {address} ({local})");
+        }
+        _ => tracing::info!("Listening on {address}"),
+    }
+    let mut terminate = signal(SignalKind::terminate()).map_err(StandInError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(StandInError::Signals)?;
+    let service = PublicApiService::new(rkt_version, flags, &data_dir);
+    tracing::info!(
+        rkt_version = %service.info.rkt_version,
+        data_dir = %data_dir.display(),
+        "API service running"
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(PublicApiServer::new(service))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            // A dropped sender stops the server as well as a sent stop.
+            let _ = stopped.await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map_err(StandInError::Serve),
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    tracing::info!("API service exiting...");
+    let _ = stop.send(());
+    // rkt exits at once on a signal; we let calls in flight finish, but a client that never closes its
+    // connection must not keep systemd waiting for its stop timeout.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => result.map_err(StandInError::Serve),
+        Err(_) => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting without them");
+            Ok(())
+        }
+    }
+}
+
+/// The data directory rkt reports, found as rkt finds it (`calculateDataDir` in rkt `rkt/rkt.go`): `--dir` when
+/// given; otherwise rkt reads its configuration, failing on an invalid one, and takes `paths.d`'s `data` or
+/// `/var/lib/rkt`. Symbolic links are resolved when the directory exists. So, as with rkt, `--dir` skips reading
+/// the configuration at start.
+fn data_dir(flags: &GlobalFlags) -> Result<PathBuf, StandInError> {
+    let dir = match &flags.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let config = flags.config_dirs().read()?;
+            if let Some(stage1) = &config.stage1.image {
+                tracing::debug!(
+                    name = %stage1.value.name,
+                    version = %stage1.value.version,
+                    file = %stage1.file.display(),
+                    "default stage1 image"
+                );
+            }
+            config
+                .paths
+                .data
+                .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |data| data.value)
+        }
+    };
+    match std::fs::canonicalize(&dir) {
+        Ok(real) => Ok(real),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(dir),
+        Err(source) => Err(StandInError::DataDir { path: dir, source }),
+    }
+}
+
+/// Listens on HOST:PORT. A host name is resolved and, as Go's `net.Listen` does, only one of its addresses is
+/// used, IPv4 first.
+async fn listen_on(address: &str) -> Result<TcpListener, StandInError> {
+    let resolve_error = |source| StandInError::Resolve {
+        address: address.to_owned(),
+        source,
+    };
+    let candidates: Vec<SocketAddr> = tokio::net::lookup_host(address)
+        .await
+        .map_err(resolve_error)?
+        .collect();
+    let chosen = candidates
+        .iter()
+        .find(|candidate| candidate.is_ipv4())
+        .or_else(|| candidates.first())
+        .copied()
+        .ok_or_else(|| {
+            resolve_error(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name has no address",
+            ))
+        })?;
+    TcpListener::bind(chosen)
+        .await
+        .map_err(|source| StandInError::Listen {
+            address: address.to_owned(),
+            source,
+        })
+}
