@@ -13,7 +13,7 @@
 #                                rkt-api.service; default 1.30.0; repeatable)
 #     --with-agent               also start the agents, as start-agents does
 #   start-agents [NODE...]       writes each node's /etc/rktnetes/kubeconfig (the cluster CA and a token of the
-#                                ServiceAccount rktnetes-system/rktnetes-agent, bound to the node's Node object)
+#                                agent's ServiceAccount, bound to the node's Node object)
 #                                and (re)starts rktnetes-agent.service in it; all nodes when none are named
 #   exec NODE -- CMD...          runs CMD as root inside NODE (its name or its index) with a clean environment
 #                                (PATH, HOME, LANG, TERM); stdin, stdout, stderr and the exit status pass through
@@ -35,6 +35,9 @@
 #   RKTNETES_NODE_ROOT_MODE  how each node gets its own root: overlay (an overlayfs over the cached root, instant),
 #                            copy (cp -a --reflink=auto), or auto (overlay where the kernel allows it; default)
 #   RKTNETES_NODE_TIMEOUT    seconds to wait for the nodes to boot (default 120)
+#   RKTNETES_AGENT_NAMESPACE, RKTNETES_AGENT_SERVICE_ACCOUNT
+#                            the agent's ServiceAccount (default rktnetes-system, rktnetes-agent); start-agents
+#                            needs it to exist (its RBAC is the caller's to apply)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -42,6 +45,8 @@ set -euo pipefail
 BIN_DIR=${RKTNETES_BIN_DIR:-$REPO_DIR/target/debug}
 ROOT_MODE=${RKTNETES_NODE_ROOT_MODE:-auto}
 TIMEOUT=${RKTNETES_NODE_TIMEOUT:-120}
+AGENT_NAMESPACE=${RKTNETES_AGENT_NAMESPACE:-rktnetes-agent}
+AGENT_SERVICE_ACCOUNT=${RKTNETES_AGENT_SERVICE_ACCOUNT:-rktnetes-agent}
 DEFAULT_RKT_VERSION=1.30.0
 NODE_PREFIX=rktnetes-node-
 NODE_FILES="$E2E_DIR/node"
@@ -491,13 +496,14 @@ start_agents() {
     die "kube-apiserver does not answer at https://$NODE_HOST_IP:$port with a certificate for that address; start
 the cluster with RKTNETES_APISERVER_BIND=0.0.0.0 and $NODE_HOST_IP in RKTNETES_APISERVER_EXTRA_SANS (the defaults)"
   fi
-  kubectl_admin -n rktnetes-system get serviceaccount rktnetes-agent >/dev/null 2>&1 ||
-    die "ServiceAccount rktnetes-system/rktnetes-agent does not exist; apply the agent's RBAC before starting agents"
+  kubectl_admin -n "$AGENT_NAMESPACE" get serviceaccount "$AGENT_SERVICE_ACCOUNT" >/dev/null 2>&1 ||
+    die "ServiceAccount $AGENT_NAMESPACE/$AGENT_SERVICE_ACCOUNT does not exist; apply the agent's RBAC before starting
+agents (or set RKTNETES_AGENT_NAMESPACE and RKTNETES_AGENT_SERVICE_ACCOUNT to the one it made)"
   for name; do
     kubectl_admin get node "$name" >/dev/null 2>&1 || die "Node $name is not registered (was the cluster up at \`up\`?)"
     # Bound to the Node object: the token carries the node's name (for the admission policy that keeps an agent
     # to its own node) and dies with the Node.
-    token=$(kubectl_admin -n rktnetes-system create token rktnetes-agent --duration=24h \
+    token=$(kubectl_admin -n "$AGENT_NAMESPACE" create token "$AGENT_SERVICE_ACCOUNT" --duration=24h \
       --bound-object-kind=Node --bound-object-name="$name")
     tmp=$(mktemp "$NODES_DIR/$name/root/etc/rktnetes/.kubeconfig.XXXXXX")
     cat >"$tmp" <<EOF
@@ -509,14 +515,14 @@ clusters:
     server: https://$NODE_HOST_IP:$port
     certificate-authority-data: $ca
 users:
-- name: rktnetes-agent
+- name: $AGENT_SERVICE_ACCOUNT
   user:
     token: $token
 contexts:
 - name: rktnetes
   context:
     cluster: rktnetes
-    user: rktnetes-agent
+    user: $AGENT_SERVICE_ACCOUNT
 current-context: rktnetes
 EOF
     chmod 0600 "$tmp"

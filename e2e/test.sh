@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: on a fresh machine it installs what is missing, builds the local control plane from Go
-# modules (cached outside the clone), checks formatting and lints, and runs every test tier with cargo test.
+# modules (cached outside the clone), checks formatting and lints, and runs every test tier with cargo test
+# (the node tier debootstraps its Debian root once, cached, and boots systemd-nspawn machines).
 #
 #   e2e/test.sh              everything
 #   e2e/test.sh -- NAME      extra arguments go to cargo test (a filter, --nocapture ...)
@@ -22,8 +23,11 @@ cargo clippy --all-targets --locked -- -D warnings
 
 was_up=false
 "$E2E_DIR/cluster.sh" status >/dev/null 2>&1 && was_up=true
-if ! $was_up; then
-  trap '"$E2E_DIR/cluster.sh" down >&2 || true' EXIT
+# The node tests boot systemd-nspawn machines; they never outlive the test run.
+if $was_up; then
+  trap '"$E2E_DIR/nodes.sh" down >&2 || true' EXIT
+else
+  trap '"$E2E_DIR/nodes.sh" down >&2 || true; "$E2E_DIR/cluster.sh" down >&2 || true' EXIT
 fi
 log "starting the local control plane"
 "$E2E_DIR/cluster.sh" up >/dev/null

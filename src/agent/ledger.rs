@@ -47,6 +47,9 @@ pub struct Ledger {
     /// A spec hash that broke the rkt API service and was rolled back: not tried again until the spec changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_hash: Option<String>,
+    /// Why `failed_hash` was rolled back, reported for as long as that spec stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_reason: Option<String>,
     /// The rkt API service the managed files belong to, to restart it after letting go of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_service: Option<RktServiceSpec>,

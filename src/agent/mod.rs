@@ -244,6 +244,7 @@ impl Agent {
             Ok(changes) => {
                 self.ledger.applied_hash = None;
                 self.ledger.failed_hash = None;
+                self.ledger.failed_reason = None;
                 self.ledger.pending = None;
                 self.save_ledger();
                 self.reports
@@ -281,12 +282,12 @@ impl Agent {
         } else if self.ledger.failed_hash.as_deref() == Some(&spec.hash) {
             // Rolled back before: not tried again until the spec changes.
             self.repair_drift().await;
-            match current.and_then(|status| status.last_error.clone()) {
-                Some(reason) => Outcome::RolledBack(reason),
-                None => {
-                    Outcome::RolledBack("this configuration broke the rkt API service".to_owned())
-                }
-            }
+            Outcome::RolledBack(
+                self.ledger
+                    .failed_reason
+                    .clone()
+                    .unwrap_or_else(|| "this configuration broke the rkt API service".to_owned()),
+            )
         } else {
             if self.applying_reported.as_deref() != Some(&spec.hash) {
                 let applying = RktNodeStateStatus {
@@ -329,6 +330,7 @@ impl Agent {
         self.ledger.pending = None;
         self.ledger.applied_hash = Some(spec.hash.clone());
         self.ledger.failed_hash = None;
+        self.ledger.failed_reason = None;
         self.save_ledger();
         if !changes.is_empty() {
             self.reports
@@ -377,6 +379,8 @@ impl Agent {
             Outcome::RolledBack(note) | Outcome::Failed(note) => note.clone(),
             Outcome::Applied => String::new(),
         };
+        self.ledger.failed_reason = Some(note.clone());
+        self.save_ledger();
         self.reports.event(true, "RolledBack", note).await;
         outcome
     }

@@ -7,7 +7,10 @@ use std::{
     net::{TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -16,7 +19,10 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use rktnetes_operator::api::{NodePhase, RktNodeConfig, RktNodeState};
+use rktnetes_operator::{
+    api::{NodePhase, RktNodeConfig, RktNodeState},
+    controller::rollout::NodeProgress,
+};
 use serde_json::json;
 
 use super::cluster::{TestCluster, eventually};
@@ -334,4 +340,87 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
                 .await;
         }
     }
+}
+
+pub fn progress(state: &RktNodeState) -> NodeProgress {
+    let status = state.status.clone().unwrap_or_default();
+    NodeProgress {
+        node: state.name_any(),
+        desired_hash: Some(state.spec.hash.clone()),
+        applied_hash: status.applied_hash,
+        phase: status.phase,
+    }
+}
+
+/// Waits until `config` reports every one of `nodes` nodes ready on its current hash; returns that hash.
+pub async fn converged(client: &Client, name: &str, nodes: usize) -> String {
+    for _ in 0..600 {
+        let config = config(client, name).await;
+        if let Some(status) = &config.status
+            && status.observed_generation == config.metadata.generation
+            && status.ready_nodes == nodes as i32
+            && status.matched_nodes == nodes as i32
+            && let Some(hash) = &status.config_hash
+        {
+            let states = states(client).await;
+            if states.len() == nodes
+                && states
+                    .values()
+                    .all(|state| progress(state).is_applied(Some(hash)))
+            {
+                return hash.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{name} did not converge on {nodes} nodes: {:#?}",
+        config(client, name).await.status
+    );
+}
+
+/// Samples the states throughout a rollout and keeps the most nodes ever unavailable at once.
+pub struct UnavailableSampler {
+    most: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UnavailableSampler {
+    pub fn start(client: Client) -> Self {
+        let most = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (most, stop) = (most.clone(), stop.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    // One list is one consistent snapshot of every state.
+                    let unavailable = states(&client)
+                        .await
+                        .values()
+                        .map(progress)
+                        .filter(|node| node.is_updating() || node.is_degraded())
+                        .count();
+                    most.fetch_max(unavailable, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        });
+        Self { most, stop, task }
+    }
+
+    pub async fn most(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.most.load(Ordering::Relaxed)
+    }
+}
+
+pub fn condition(config: &RktNodeConfig, type_: &str) -> (String, String, String) {
+    config
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod controller;
 pub mod corpus;
+pub mod nodes;
 
 use std::path::{Path, PathBuf};
 

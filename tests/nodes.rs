@@ -1,0 +1,481 @@
+//! Node end-to-end tier: the controller on the host, agents inside systemd-nspawn machines with real systemd, D-Bus
+//! and CNI plugins, and the rkt stand-in as `rkt-api.service`. Scenarios run one at a time on the same nodes.
+
+mod support;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::api::{core::v1::Node, events::v1::Event};
+use kube::{Api, Client, ResourceExt, api::ListParams};
+use rktnetes_operator::api::{NodePhase, RktNodeConfig};
+use serde_json::{Value, json};
+use support::{
+    cluster::cluster,
+    controller::{
+        ControllerProcess, UnavailableSampler, apply_config, condition, config, converged,
+        ensure_namespace, serial, states,
+    },
+    corpus::examples,
+    nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell, nodes},
+};
+
+const NET_FILE: &str = "/etc/rkt/net.d/00-rktnetes.conf";
+const STAGE1_FILE: &str = "/etc/rkt/stage1.d/rktnetes.json";
+
+/// The seed's bridge example (e2e/examples/bridge.yaml), selecting the test pool.
+fn bridge_example() -> Value {
+    let mut config = examples()
+        .into_iter()
+        .find(|example| example.file == "bridge.yaml")
+        .expect("e2e/examples/bridge.yaml")
+        .object;
+    config["spec"]["nodeSelector"] = json!({"matchLabels": {"rktnetes.io/pool": "e2e"}});
+    config
+}
+
+/// Starts from nothing of ours on the nodes: no configs, no states, none of our files, and none of the foreign
+/// files a scenario that failed half-way may have left.
+async fn clean_slate(client: &Client) {
+    for node in POOL {
+        node_ok(
+            node,
+            "rm -f /etc/rkt/stage1.d/50-vendor.json /etc/rkt/net.d/00-admin.conf /etc/rkt/net.d/50-admin.conf",
+        );
+    }
+    let configs: Api<RktNodeConfig> = Api::all(client.clone());
+    configs
+        .delete_collection(&Default::default(), &ListParams::default())
+        .await
+        .expect("configs can be deleted");
+    for _ in 0..600 {
+        let files_left = POOL
+            .iter()
+            .chain([&OLD_RKT_NODE])
+            .any(|node| node_file(node, NET_FILE).is_some());
+        if states(client).await.is_empty() && !files_left {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the nodes did not let go of the previous scenario's files");
+}
+
+async fn setup() -> (Client, ControllerProcess) {
+    let cluster = cluster();
+    let client = cluster.client().await;
+    ensure_namespace(&client).await;
+    nodes(cluster);
+    let controller = ControllerProcess::start(cluster, "e2e");
+    clean_slate(&client).await;
+    (client, controller)
+}
+
+fn main_pid(node: &str) -> String {
+    node_ok(node, "systemctl show -p MainPID --value rkt-api.service")
+        .trim()
+        .to_owned()
+}
+
+fn node_conditions(node: &Node) -> BTreeMap<String, (String, String, String)> {
+    node.status
+        .as_ref()
+        .and_then(|status| status.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            (
+                c.type_,
+                (
+                    c.status,
+                    c.reason.unwrap_or_default(),
+                    c.message.unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    for _ in 0..300 {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn the_bridge_config_converges_and_its_network_works_on_every_node() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let pids_before: Vec<String> = POOL.iter().map(|node| main_pid(node)).collect();
+
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+
+    let states = states(&client).await;
+    for (node, pid_before) in POOL.iter().zip(&pids_before) {
+        let spec = &states[*node].spec;
+        for file in &spec.files {
+            assert_eq!(
+                node_file(node, &file.path).as_deref(),
+                Some(file.content.as_str()),
+                "{node}:{}",
+                file.path
+            );
+        }
+        assert!(
+            node_file(node, STAGE1_FILE).is_some(),
+            "{node} has no stage1.d file"
+        );
+        let pid_after = main_pid(node);
+        assert!(
+            pid_after != "0" && pid_after != *pid_before,
+            "{node}: rkt-api.service was not restarted"
+        );
+
+        // The real bridge plugin, with exactly the file the agent wrote, in a fresh network namespace.
+        let result = node_ok(
+            node,
+            &format!(
+                "ip netns add e2e-pod && CNI_COMMAND=ADD CNI_CONTAINERID=e2e CNI_NETNS=/var/run/netns/e2e-pod \
+                 CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < {NET_FILE}"
+            ),
+        );
+        let routes = node_ok(node, "ip netns exec e2e-pod ip -j route");
+        node_shell(
+            node,
+            &format!(
+                "CNI_COMMAND=DEL CNI_CONTAINERID=e2e CNI_NETNS=/var/run/netns/e2e-pod CNI_IFNAME=eth0 \
+                 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < {NET_FILE}; ip netns delete e2e-pod"
+            ),
+        );
+        let result: Value = serde_json::from_str(&result).expect("the plugin answers JSON");
+        let address = result["ips"][0]["address"].as_str().expect("an address");
+        assert!(
+            address.starts_with("10.22."),
+            "{node}: {address} is outside 10.22.0.0/16"
+        );
+        assert_eq!(result["ips"][0]["gateway"], "10.22.0.1");
+        let routes: Value = serde_json::from_str(&routes).expect("ip -j route");
+        assert!(
+            routes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["dst"] == "default" && r["gateway"] == "10.22.0.1"),
+            "{node}: no default route via 10.22.0.1 in {routes}"
+        );
+
+        let node_object = Api::<Node>::all(client.clone())
+            .get(node)
+            .await
+            .expect("the node exists");
+        let conditions = node_conditions(&node_object);
+        for type_ in [
+            "RktNetworkReady",
+            "RktAPIServiceReady",
+            "RktVersionMatches",
+            "RktSystemdSupported",
+        ] {
+            assert_eq!(
+                conditions.get(type_).map(|c| c.0.as_str()),
+                Some("True"),
+                "{node}: {type_} {conditions:?}"
+            );
+        }
+    }
+    let config = config(&client, "bridge").await;
+    assert_eq!(config.status.as_ref().map(|s| s.ready_nodes), Some(3));
+    assert_eq!(condition(&config, "Ready").0, "True");
+}
+
+#[tokio::test]
+async fn a_new_subnet_rolls_over_one_node_at_a_time_and_each_file_changes_whole() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+    let old = node_ok(POOL[0], &format!("sha256sum < {NET_FILE}"));
+
+    // Readers that hash the file as fast as they can for the whole rollout: a partial file shows as a third hash.
+    let readers: Vec<_> = POOL
+        .iter()
+        .map(|node| {
+            let node = node.to_string();
+            std::thread::spawn(move || {
+                node_ok(
+                    &node,
+                    &format!(
+                        "rm -f /run/e2e-stop; while [ ! -e /run/e2e-stop ]; do sha256sum < {NET_FILE}; done | sort -u"
+                    ),
+                )
+            })
+        })
+        .collect();
+    let sampler = UnavailableSampler::start(client.clone());
+    let mut changed = bridge_example();
+    changed["spec"]["network"]["contained"]["bridge"]["subnet"] = json!("10.23.0.0/16");
+    changed["spec"]["network"]["contained"]["bridge"]["gateway"] = json!("10.23.0.1");
+    apply_config(&client, changed).await;
+    converged(&client, "bridge", POOL.len()).await;
+    let most = sampler.most().await;
+    for node in POOL {
+        node_ok(node, "touch /run/e2e-stop");
+    }
+    let new = node_ok(POOL[0], &format!("sha256sum < {NET_FILE}"));
+    assert_ne!(old, new);
+    assert!(
+        most <= 1,
+        "{most} nodes were unavailable at once with maxUnavailable 1"
+    );
+    for (node, reader) in POOL.iter().zip(readers) {
+        let seen: Vec<String> = reader
+            .join()
+            .expect("the reader ran")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            seen.iter()
+                .all(|hash| *hash == old.trim() || *hash == new.trim()),
+            "{node}: a reader saw a file that was neither the old nor the new one: {seen:?}"
+        );
+        assert!(node_file(node, NET_FILE).is_some_and(|content| content.contains("10.23.0.0/16")));
+    }
+}
+
+#[tokio::test]
+async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_rollout() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let mut base = bridge_example();
+    base["spec"]["stage1"] = json!({});
+    base["metadata"]["name"] = json!("rollback");
+    apply_config(&client, base.clone()).await;
+    let first = converged(&client, "rollback", POOL.len()).await;
+    let broken_node = POOL[1];
+    let old_file = node_file(broken_node, NET_FILE).expect("the net.d file");
+
+    // A vendor stage1 default on one node: with the operator's, stage1.d defines `name` twice, which rkt refuses.
+    node_ok(
+        broken_node,
+        r#"printf '{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}' > /etc/rkt/stage1.d/50-vendor.json"#,
+    );
+    let mut changed = base.clone();
+    changed["spec"]["network"]["contained"]["bridge"]["mtu"] = json!(1400);
+    changed["spec"]["stage1"] =
+        json!({"name": "coreos.com/rkt/stage1-coreos", "version": "1.30.0"});
+    apply_config(&client, changed).await;
+
+    let state = eventually("the broken node reports RolledBack", || {
+        let client = client.clone();
+        async move {
+            let state = states(&client).await.remove(broken_node)?;
+            (state.status.as_ref()?.phase == Some(NodePhase::RolledBack)).then_some(state)
+        }
+    })
+    .await;
+    let error = state
+        .status
+        .as_ref()
+        .and_then(|s| s.last_error.clone())
+        .unwrap_or_default();
+    assert!(error.contains("GetInfo"), "{error}");
+    assert_eq!(
+        node_file(broken_node, NET_FILE).as_deref(),
+        Some(old_file.as_str()),
+        "the old file is not restored"
+    );
+    assert!(
+        node_file(broken_node, STAGE1_FILE).is_none(),
+        "the new stage1.d file was left behind"
+    );
+    assert_eq!(
+        node_ok(broken_node, "systemctl is-active rkt-api.service").trim(),
+        "active"
+    );
+
+    let config = eventually("the config reports Degraded", || {
+        let client = client.clone();
+        async move {
+            let config = config(&client, "rollback").await;
+            (condition(&config, "Degraded").0 == "True").then_some(config)
+        }
+    })
+    .await;
+    assert!(condition(&config, "Degraded").2.contains(broken_node));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let states = states(&client).await;
+    assert_ne!(
+        states[POOL[0]].spec.hash, first,
+        "the node before the broken one was updated"
+    );
+    assert_eq!(
+        states[POOL[2]].spec.hash, first,
+        "the rollout went past the broken node"
+    );
+
+    node_ok(broken_node, "rm -f /etc/rkt/stage1.d/50-vendor.json");
+}
+
+#[tokio::test]
+async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+    let node = POOL[0];
+    let expected = node_file(node, NET_FILE).expect("the net.d file");
+
+    node_ok(
+        node,
+        &format!("echo '{{\"edited\": \"by hand\"}}' > {NET_FILE}"),
+    );
+    eventually("the agent repairs the file", || async {
+        (node_file(node, NET_FILE).as_deref() == Some(&expected)).then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually("a DriftRepaired Event names the file", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|event| {
+                    event.reason.as_deref() == Some("DriftRepaired")
+                        && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(node)
+                        && event
+                            .note
+                            .as_deref()
+                            .is_some_and(|note| note.contains(NET_FILE))
+                })
+                .map(drop)
+        }
+    })
+    .await;
+
+    node_ok(
+        node,
+        r#"printf '{"name":"rkt.kubernetes.io","type":"ptp"}' > /etc/rkt/net.d/00-admin.conf"#,
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    let shadowed = eventually("the node reports the shadowing file", || {
+        let nodes = nodes.clone();
+        async move {
+            let conditions = node_conditions(&nodes.get(node).await.ok()?);
+            let network = conditions.get("RktNetworkReady")?.clone();
+            (network.1 == "ShadowedByForeignConfig").then_some(network)
+        }
+    })
+    .await;
+    assert!(
+        shadowed.2.contains("/etc/rkt/net.d/00-admin.conf"),
+        "{}",
+        shadowed.2
+    );
+    node_ok(node, "rm /etc/rkt/net.d/00-admin.conf");
+    eventually("the network is ready again", || {
+        let nodes = nodes.clone();
+        async move {
+            let conditions = node_conditions(&nodes.get(node).await.ok()?);
+            (conditions.get("RktNetworkReady")?.0 == "True").then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_with_an_older_rkt_reports_the_mismatch() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let mut config = bridge_example();
+    config["metadata"]["name"] = json!("old-rkt");
+    config["spec"]["nodeSelector"] = json!({"matchLabels": {"rktnetes.io/pool": "old-rkt"}});
+    apply_config(&client, config).await;
+    let state = eventually("the node reports its rkt version", || {
+        let client = client.clone();
+        async move {
+            let state = states(&client).await.remove(OLD_RKT_NODE)?;
+            (state.status.as_ref()?.phase == Some(NodePhase::Degraded)).then_some(state)
+        }
+    })
+    .await;
+    let status = state.status.expect("a status");
+    assert_eq!(
+        status.observed_rkt_version.as_deref(),
+        Some(OLD_RKT_VERSION)
+    );
+    let mismatch = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RktVersionMatches")
+        .expect("the condition");
+    assert_eq!(
+        (mismatch.status.as_str(), mismatch.reason.as_str()),
+        ("False", "VersionMismatch")
+    );
+    assert!(
+        mismatch.message.contains(OLD_RKT_VERSION) && mismatch.message.contains("1.30.0"),
+        "{}",
+        mismatch.message
+    );
+    let node = Api::<Node>::all(client.clone())
+        .get(OLD_RKT_NODE)
+        .await
+        .expect("the node");
+    assert_eq!(
+        node_conditions(&node)
+            .get("RktVersionMatches")
+            .map(|c| c.0.as_str()),
+        Some("False")
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let foreign = r#"{"name":"admin-net","type":"bridge"}"#;
+    node_ok(
+        POOL[0],
+        &format!("printf '{foreign}' > /etc/rkt/net.d/50-admin.conf"),
+    );
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+
+    Api::<RktNodeConfig>::all(client.clone())
+        .delete("bridge", &Default::default())
+        .await
+        .expect("the config can be deleted");
+    for node in POOL {
+        eventually("the agent removes its files", || async {
+            (node_file(node, NET_FILE).is_none() && node_file(node, STAGE1_FILE).is_none())
+                .then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        node_file(POOL[0], "/etc/rkt/net.d/50-admin.conf").as_deref(),
+        Some(foreign)
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    let conditions = node_conditions(&nodes.get(POOL[0]).await.expect("the node"));
+    assert!(
+        !conditions.contains_key("RktNetworkReady"),
+        "the agent left its conditions: {conditions:?}"
+    );
+    node_ok(POOL[0], "rm /etc/rkt/net.d/50-admin.conf");
+    assert!(
+        states(&client)
+            .await
+            .values()
+            .all(|state| state.name_any() == OLD_RKT_NODE)
+            || states(&client).await.is_empty()
+    );
+}
