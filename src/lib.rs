@@ -1,7 +1,8 @@
 //! rktnetes-operator: manages how Kubernetes nodes run the rkt container runtime.
 //!
 //! `api` holds the custom resources shared by every component; `render` turns a config into the files a node gets;
-//! `controller` rolls configs out to nodes; the `rktnetes` binary's subcommands live in `cli`.
+//! `controller` rolls configs out to nodes; `agent` applies them on a node; `rkt` speaks rkt's API (client and
+//! stand-in); the `rktnetes` binary's subcommands live in `cli`.
 
 pub mod agent;
 pub mod api;
@@ -10,3 +11,4 @@ pub mod conditions;
 pub mod controller;
 pub mod render;
 pub mod rkt;
+pub mod shutdown;

@@ -111,7 +111,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             .default_backoff()
             .touched_objects_and_deletions()
     );
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(crate::shutdown::signal());
     let mut desired: Option<RktNodeState> = None;
     let mut synced = false;
     tracing::info!(node = args.node_name, "agent started");
@@ -545,19 +545,4 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, AgentErr
             .map_err(|error| AgentError::Kubeconfig(error.to_string()))?,
     };
     Client::try_from(config).map_err(AgentError::Client)
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -202,7 +202,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     };
     let agent = args.agent_settings();
     let mut retry = FIRST_RETRY;
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(crate::shutdown::signal());
     loop {
         tokio::select! {
             () = wake.notified() => {}
@@ -262,19 +262,4 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     }
     tracing::info!(identity, "stopping");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -103,7 +103,8 @@ pub fn eventually<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) 
     }
 }
 
-fn run(command: &mut Command) -> Output {
+/// Runs a command in the repository; panics with its output when it fails.
+pub fn run(command: &mut Command) -> Output {
     let description = format!("{command:?}");
     let output = command
         .current_dir(repo_root())

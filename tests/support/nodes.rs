@@ -7,7 +7,10 @@ use std::{
     sync::OnceLock,
 };
 
-use super::{cluster::TestCluster, repo_path, repo_root};
+use super::{
+    cluster::{TestCluster, run},
+    repo_path, repo_root,
+};
 
 /// The nodes the tests apply configs to, labelled `rktnetes.io/pool=e2e`.
 pub const POOL: [&str; 3] = ["rktnetes-node-1", "rktnetes-node-2", "rktnetes-node-3"];
@@ -69,20 +72,4 @@ pub fn node_file(node: &str, path: &str) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn run(command: &mut Command) -> Output {
-    let description = format!("{command:?}");
-    let output = command
-        .current_dir(repo_root())
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {description}: {error}"));
-    assert!(
-        output.status.success(),
-        "{description} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
