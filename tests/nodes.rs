@@ -6,7 +6,10 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{core::v1::Node, events::v1::Event};
-use kube::{Api, Client, ResourceExt, api::ListParams};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
 use rktnetes_operator::api::{NodePhase, RktNodeConfig};
 use serde_json::{Value, json};
 use support::{
@@ -446,6 +449,21 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
         POOL[0],
         &format!("printf '{foreign}' > /etc/rkt/net.d/50-admin.conf"),
     );
+    // What a kubelet does: a strategic-merge patch of the Node's status with its own conditions.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let kubelet_condition = json!({"status": {"conditions": [{
+        "type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+        "message": "kubelet has sufficient memory available",
+        "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }]}});
+    nodes
+        .patch_status(
+            POOL[0],
+            &PatchParams::default(),
+            &Patch::Strategic(kubelet_condition),
+        )
+        .await
+        .expect("the kubelet's condition is written");
     apply_config(&client, bridge_example()).await;
     converged(&client, "bridge", POOL.len()).await;
 
@@ -464,7 +482,6 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
         node_file(POOL[0], "/etc/rkt/net.d/50-admin.conf").as_deref(),
         Some(foreign)
     );
-    let nodes: Api<Node> = Api::all(client.clone());
     let conditions = eventually("the agent takes its Node conditions away", || {
         let nodes = nodes.clone();
         async move {
@@ -473,9 +490,9 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
         }
     })
     .await;
-    // The conditions the node lifecycle controller wrote for the (absent) kubelet are untouched.
+    // The kubelet's condition is untouched.
     assert!(
-        conditions.contains_key("Ready"),
+        conditions.contains_key("MemoryPressure"),
         "the kubelet's conditions went too: {conditions:?}"
     );
     node_ok(POOL[0], "rm /etc/rkt/net.d/50-admin.conf");
