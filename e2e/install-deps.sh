@@ -4,7 +4,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 # debootstrap and systemd-container (systemd-nspawn) build and boot the test nodes of e2e/nodes.sh.
-packages=(openssl iproute2 jq curl procps containernetworking-plugins debootstrap systemd-container)
+packages=(openssl iproute2 jq curl procps containernetworking-plugins debootstrap systemd-container lua5.1)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -36,7 +36,7 @@
 #                            copy (cp -a --reflink=auto), or auto (overlay where the kernel allows it; default)
 #   RKTNETES_NODE_TIMEOUT    seconds to wait for the nodes to boot (default 120)
 #   RKTNETES_AGENT_NAMESPACE, RKTNETES_AGENT_SERVICE_ACCOUNT
-#                            the agent's ServiceAccount (default rktnetes-system, rktnetes-agent); start-agents
+#                            the agent's ServiceAccount (default rktnetes-agent, rktnetes-agent); start-agents
 #                            needs it to exist (its RBAC is the caller's to apply)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh

@@ -357,7 +357,7 @@ async fn only_the_leader_writes() {
 #[tokio::test]
 async fn the_agent_daemonset_follows_the_configs() {
     let _serial = serial().lock().await;
-    let (client, _) = setup(1).await;
+    let (client, nodes) = setup(1).await;
     let _controller = ControllerProcess::start(cluster(), "daemonset");
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
     apply_config(&client, bridge("agents", 1460, json!(1), false)).await;
@@ -394,10 +394,52 @@ async fn the_agent_daemonset_follows_the_configs() {
         .node_selector_terms;
     assert_eq!(terms.len(), 1);
 
+    // The node's state carries the agent's cleanup finalizer: after the last config goes, the node keeps its
+    // agent (selected by name) until the agent has taken the files off and let the state go.
+    let mut state = None;
+    for _ in 0..100 {
+        state = states(&client).await.remove(&nodes[0]);
+        if state.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        state.expect("the node's state").finalizers(),
+        ["rktnetes.io/agent-cleanup"]
+    );
     Api::<RktNodeConfig>::all(client.clone())
         .delete("agents", &Default::default())
         .await
         .expect("the config can be deleted");
+    let mut by_name = None;
+    for _ in 0..100 {
+        let terms = daemonsets.get("rktnetes-agent").await.ok().and_then(|d| {
+            d.spec
+                .template
+                .spec?
+                .affinity?
+                .node_affinity?
+                .required_during_scheduling_ignored_during_execution
+        });
+        if let Some(terms) = terms
+            && terms
+                .node_selector_terms
+                .iter()
+                .all(|t| t.match_fields.is_some())
+        {
+            by_name = Some(terms.node_selector_terms);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let by_name = by_name.expect("the agent DaemonSet went before the node was cleaned");
+    assert_eq!(
+        by_name[0].match_fields.as_ref().expect("a field selector")[0].values,
+        Some(vec![nodes[0].clone()])
+    );
+
+    let _agents = SimulatedAgents::start(client.clone(), Duration::ZERO);
     let mut removed = false;
     for _ in 0..100 {
         if matches!(daemonsets.get("rktnetes-agent").await, Err(kube::Error::Api(s)) if s.code == 404)
@@ -407,5 +449,6 @@ async fn the_agent_daemonset_follows_the_configs() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(removed, "the agent DaemonSet outlived the last config");
+    assert!(removed, "the agent DaemonSet outlived the last state");
+    assert!(states(&client).await.is_empty());
 }

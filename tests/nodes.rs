@@ -1,6 +1,8 @@
 //! Node end-to-end tier: the controller on the host, agents inside systemd-nspawn machines with real systemd, D-Bus
 //! and CNI plugins, and the rkt stand-in as `rkt-api.service`. Scenarios run one at a time on the same nodes.
 
+#[path = "nodes/operating.rs"]
+mod operating;
 mod support;
 
 use std::{collections::BTreeMap, time::Duration};
@@ -68,7 +70,7 @@ async fn setup() -> (Client, ControllerProcess) {
     let client = cluster.client().await;
     ensure_namespace(&client).await;
     nodes(cluster);
-    let controller = ControllerProcess::start(cluster, "e2e");
+    let controller = ControllerProcess::start_from_chart(cluster, "e2e");
     clean_slate(&client).await;
     (client, controller)
 }
@@ -267,7 +269,7 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
     // A vendor stage1 default on one node: with the operator's, stage1.d defines `name` twice, which rkt refuses.
     node_ok(
         broken_node,
-        r#"printf '{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}' > /etc/rkt/stage1.d/50-vendor.json"#,
+        r#"mkdir -p /etc/rkt/stage1.d && printf '{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}' > /etc/rkt/stage1.d/50-vendor.json"#,
     );
     let mut changed = base.clone();
     changed["spec"]["network"]["contained"]["bridge"]["mtu"] = json!(1400);

@@ -102,6 +102,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         health_timeout: Duration::from_secs(args.health_timeout),
         restart_timeout: Duration::from_secs(args.restart_timeout),
         applying_reported: None,
+        cleanup_pending: false,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;
 
@@ -200,11 +201,13 @@ struct Agent {
     restart_timeout: Duration,
     /// The hash for which `Applying` was reported, so it is reported once.
     applying_reported: Option<String>,
+    /// Removing our files, or the finalizer after that, failed and is retried.
+    cleanup_pending: bool,
 }
 
 impl Agent {
     fn needs_retry(&self) -> bool {
-        self.systemd.is_none() || self.ledger.pending.is_some()
+        self.systemd.is_none() || self.ledger.pending.is_some() || self.cleanup_pending
     }
 
     fn watched_directories(&self) -> Vec<PathBuf> {
@@ -229,15 +232,28 @@ impl Agent {
             }
         }
         match desired {
-            None => self.let_go().await,
+            None => self.cleanup_pending = !self.let_go().await,
+            // Being deleted: the node is cleaned first, then the state may go.
+            Some(state) if state.metadata.deletion_timestamp.is_some() => {
+                let released = self.let_go().await
+                    && match self.reports.release(state).await {
+                        Ok(()) => true,
+                        Err(error) => {
+                            tracing::warn!(%error, "could not remove the cleanup finalizer; retrying");
+                            false
+                        }
+                    };
+                self.cleanup_pending = !released;
+            }
             Some(state) => self.apply(state).await,
         }
     }
 
-    /// No config selects this node any more: put back what was there before the agent.
-    async fn let_go(&mut self) {
+    /// No config selects this node any more: put back what was there before the agent. True when nothing of
+    /// ours is left on the node.
+    async fn let_go(&mut self) -> bool {
         if self.ledger.files.is_empty() {
-            return;
+            return true;
         }
         let api_service = self.ledger.api_service.take();
         match self.host.put(&mut self.ledger, &[]) {
@@ -264,11 +280,15 @@ impl Agent {
                     tracing::warn!(%error, "could not restart the rkt API service after removing its files");
                 }
             }
-            Err(error) => tracing::warn!(%error, "could not remove the managed files"),
+            Err(error) => {
+                tracing::warn!(%error, "could not remove the managed files");
+                return false;
+            }
         }
         if let Err(error) = self.reports.node_conditions(&[]).await {
             tracing::warn!(%error, "could not clear the Node conditions");
         }
+        true
     }
 
     async fn apply(&mut self, state: &RktNodeState) {

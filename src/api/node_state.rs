@@ -13,6 +13,11 @@ pub const MANAGED_ROOTS: [&str; 4] = [
     "/etc/systemd/system/kubelet.service.d/",
 ];
 
+/// The controller puts this finalizer on every RktNodeState; the node's agent removes it once it has taken its
+/// files off the node. Deleting a state therefore waits for the node to be clean, and the agent DaemonSet stays
+/// until every state is gone.
+pub const AGENT_CLEANUP_FINALIZER: &str = "rktnetes.io/agent-cleanup";
+
 /// The largest file content a RktNodeState carries, in bytes.
 pub const MAX_FILE_SIZE: u32 = 65536;
 

@@ -46,9 +46,14 @@ pub struct AgentSettings {
     pub priority_class_name: Option<String>,
 }
 
-/// The DaemonSet for `configs`, or `None` when there are none (no node needs an agent).
-pub fn agent_daemonset(settings: &AgentSettings, configs: &[&RktNodeConfig]) -> Option<DaemonSet> {
-    if configs.is_empty() {
+/// The DaemonSet for the nodes `configs` select and the `releasing` nodes (whose state is being deleted and
+/// whose agent must first take our files off), or `None` when no node needs an agent.
+pub fn agent_daemonset(
+    settings: &AgentSettings,
+    configs: &[&RktNodeConfig],
+    releasing: &[String],
+) -> Option<DaemonSet> {
+    if configs.is_empty() && releasing.is_empty() {
         return None;
     }
     let labels = BTreeMap::from([
@@ -96,8 +101,11 @@ pub fn agent_daemonset(settings: &AgentSettings, configs: &[&RktNodeConfig]) -> 
             },
         ]),
         // Required with the stage1 override (seed 003): fly gives the pod the host's namespaces.
+        // The image runs as non-root by default (the controller is `restricted`); the agent writes root-owned files.
         security_context: Some(SecurityContext {
             privileged: Some(true),
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
             ..SecurityContext::default()
         }),
         resources: settings.resources.clone(),
@@ -139,7 +147,7 @@ pub fn agent_daemonset(settings: &AgentSettings, configs: &[&RktNodeConfig]) -> 
                     dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
                     priority_class_name: settings.priority_class_name.clone(),
                     tolerations: Some(settings.tolerations.clone()),
-                    affinity: node_affinity(configs),
+                    affinity: node_affinity(configs, releasing),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -168,8 +176,9 @@ fn template_hash(daemonset: &DaemonSet) -> String {
         .collect()
 }
 
-/// Only the nodes some config selects; any config with an empty selector selects them all.
-fn node_affinity(configs: &[&RktNodeConfig]) -> Option<Affinity> {
+/// Only the nodes some config selects, and the releasing ones by name; any config with an empty selector selects
+/// them all.
+fn node_affinity(configs: &[&RktNodeConfig], releasing: &[String]) -> Option<Affinity> {
     let selectors: Vec<&NodeSelector> = configs
         .iter()
         .map(|config| &config.spec.node_selector)
@@ -187,6 +196,18 @@ fn node_affinity(configs: &[&RktNodeConfig]) -> Option<Affinity> {
         .collect();
     terms.sort_by_key(|term| serde_json::to_string(term).unwrap_or_default());
     terms.dedup();
+    // A field selector on the node name takes one value per requirement: one term per releasing node.
+    let mut names = releasing.to_vec();
+    names.sort();
+    names.dedup();
+    terms.extend(names.into_iter().map(|name| NodeSelectorTerm {
+        match_fields: Some(vec![CoreRequirement {
+            key: "metadata.name".to_owned(),
+            operator: "In".to_owned(),
+            values: Some(vec![name]),
+        }]),
+        ..NodeSelectorTerm::default()
+    }));
     Some(Affinity {
         node_affinity: Some(NodeAffinity {
             required_during_scheduling_ignored_during_execution: Some(CoreNodeSelector {
@@ -283,13 +304,13 @@ mod tests {
 
     #[test]
     fn no_config_needs_no_daemonset() {
-        assert!(agent_daemonset(&settings(), &[]).is_none());
+        assert!(agent_daemonset(&settings(), &[], &[]).is_none());
     }
 
     #[test]
     fn the_agent_runs_privileged_under_stage1_fly_with_its_node_name() {
         let config = config("c", serde_json::json!({}));
-        let daemonset = agent_daemonset(&settings(), &[&config]).unwrap();
+        let daemonset = agent_daemonset(&settings(), &[&config], &[]).unwrap();
         let template = daemonset.spec.template;
         assert_eq!(
             template.metadata.unwrap().annotations.unwrap()[STAGE1_OVERRIDE_ANNOTATION],
@@ -346,7 +367,7 @@ mod tests {
             "b",
             serde_json::json!({"nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}),
         );
-        let daemonset = agent_daemonset(&settings(), &[&a, &b]).unwrap();
+        let daemonset = agent_daemonset(&settings(), &[&a, &b], &[]).unwrap();
         let terms = daemonset
             .spec
             .template
@@ -377,6 +398,35 @@ mod tests {
     }
 
     #[test]
+    fn a_node_whose_state_is_being_deleted_keeps_its_agent_until_it_has_cleaned_up() {
+        let releasing = ["n2".to_owned(), "n1".to_owned()];
+        let daemonset = agent_daemonset(&settings(), &[], &releasing)
+            .expect("the agents stay while nodes release");
+        let terms = daemonset
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        let names: Vec<_> = terms
+            .iter()
+            .map(|term| {
+                let fields = term.match_fields.clone().unwrap();
+                assert_eq!(fields.len(), 1);
+                assert_eq!(fields[0].key, "metadata.name");
+                fields[0].values.clone().unwrap()
+            })
+            .collect();
+        assert_eq!(names, [vec!["n1".to_owned()], vec!["n2".to_owned()]]);
+    }
+
+    #[test]
     fn the_template_hash_is_stable_and_follows_changes() {
         let a = config(
             "a",
@@ -385,10 +435,13 @@ mod tests {
         let hash = |daemonset: DaemonSet| {
             daemonset.metadata.annotations.unwrap()[TEMPLATE_HASH_ANNOTATION].clone()
         };
-        let first = hash(agent_daemonset(&settings(), &[&a]).unwrap());
-        assert_eq!(first, hash(agent_daemonset(&settings(), &[&a]).unwrap()));
+        let first = hash(agent_daemonset(&settings(), &[&a], &[]).unwrap());
+        assert_eq!(
+            first,
+            hash(agent_daemonset(&settings(), &[&a], &[]).unwrap())
+        );
         let mut other = settings();
         other.image = "rktnetes:next".into();
-        assert_ne!(first, hash(agent_daemonset(&other, &[&a]).unwrap()));
+        assert_ne!(first, hash(agent_daemonset(&other, &[&a], &[]).unwrap()));
     }
 }

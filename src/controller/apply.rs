@@ -92,6 +92,28 @@ impl Writer {
             .collect::<Vec<_>>();
         errors.extend(deletions.await.into_iter().flatten());
 
+        let releases = stream::iter(plan.release_states)
+            .map(|release| {
+                let states = &states;
+                async move {
+                    let patch = serde_json::json!({"metadata": {
+                        "resourceVersion": release.resource_version,
+                        "finalizers": release.finalizers,
+                    }});
+                    let result = match states
+                        .patch(&release.name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                    {
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                        other => other.map(drop),
+                    };
+                    self.record("rktnodestate", "release", release.name, result)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>();
+        errors.extend(releases.await.into_iter().flatten());
+
         let status_writes = stream::iter(plan.statuses)
             .map(|(name, status)| {
                 let (configs, apply) = (&configs, &apply);

@@ -236,7 +236,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         let plan = plan::plan(&snapshot, &now);
         let configs: Vec<_> = snapshot.configs.iter().map(AsRef::as_ref).collect();
         let daemonset = daemonset_change(
-            agent_daemonset(&agent, &configs),
+            agent_daemonset(&agent, &configs, &plan.releasing_nodes),
             caches.daemonset().as_deref(),
             &agent.namespace,
             &agent.name,

@@ -2,7 +2,10 @@
 //! closer to what the configs ask: which RktNodeStates to write or delete, which statuses change, which Events to
 //! record. Writing nothing is the normal outcome once the cluster has converged.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use k8s_openapi::{
     api::core::v1::Node,
@@ -16,7 +19,7 @@ use super::{
     selection::{Assignment, assign},
 };
 use crate::{
-    api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState},
+    api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState, node_state::AGENT_CLEANUP_FINALIZER},
     conditions::{name_some, transitions},
     render::{Rendering, render},
 };
@@ -38,10 +41,23 @@ pub struct Plan {
     pub apply_states: Vec<RktNodeState>,
     /// RktNodeStates to delete: their node is gone or no config selects it.
     pub delete_states: Vec<String>,
+    /// RktNodeStates being deleted whose node is gone: no agent will remove the cleanup finalizer, so the
+    /// controller does.
+    pub release_states: Vec<Release>,
+    /// Nodes that still carry our files while their state is deleted: they keep an agent until it has cleaned up.
+    pub releasing_nodes: Vec<String>,
     /// Config statuses that differ from what the config shows, by config name.
     pub statuses: Vec<(String, RktNodeConfigStatus)>,
     /// Events to record on configs.
     pub events: Vec<PlannedEvent>,
+}
+
+/// A finalizer removal: the finalizers to keep, computed at `resource_version`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    pub name: String,
+    pub resource_version: Option<String>,
+    pub finalizers: Vec<String>,
 }
 
 /// An Event about a config.
@@ -90,12 +106,36 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
         }
     }
 
-    // A state whose node is gone, or that no config selects, goes; a tied node keeps what it has.
-    plan.delete_states = states
-        .keys()
-        .filter(|node| !keep.contains(node))
-        .map(|node| (*node).to_owned())
+    // A state whose node is gone, or that no config selects, goes; a tied node keeps what it has. Deletion waits
+    // for the node's agent to clean up (the finalizer), so the node keeps its agent meanwhile.
+    let existing: BTreeSet<&str> = snapshot
+        .nodes
+        .iter()
+        .filter_map(|node| node.metadata.name.as_deref())
         .collect();
+    for (node, state) in &states {
+        let terminating = state.metadata.deletion_timestamp.is_some();
+        if !terminating && !keep.contains(node) {
+            plan.delete_states.push((*node).to_owned());
+        }
+        if (terminating || !keep.contains(node)) && existing.contains(node) {
+            plan.releasing_nodes.push((*node).to_owned());
+        }
+        if terminating && !existing.contains(node) {
+            let finalizers = state.finalizers();
+            if finalizers.iter().any(|f| f == AGENT_CLEANUP_FINALIZER) {
+                plan.release_states.push(Release {
+                    name: (*node).to_owned(),
+                    resource_version: state.resource_version(),
+                    finalizers: finalizers
+                        .iter()
+                        .filter(|f| *f != AGENT_CLEANUP_FINALIZER)
+                        .cloned()
+                        .collect(),
+                });
+            }
+        }
+    }
 
     for config in &configs {
         let name = config.name_any();
@@ -154,7 +194,7 @@ fn plan_config(
                 rollout.paused,
                 &progress,
             );
-            start_wave(config, rendering, &wave, plan);
+            start_wave(config, rendering, &wave, states, plan);
             (wave, Ok(rendering.hash.as_str()))
         }
         // Admission refuses what cannot be rendered; a spec that slips through is reported, not applied.
@@ -193,15 +233,28 @@ fn plan_config(
 }
 
 /// Gives the wave's nodes the rendering, with an Event naming them.
-fn start_wave(config: &RktNodeConfig, rendering: &Rendering, wave: &Wave, plan: &mut Plan) {
+fn start_wave(
+    config: &RktNodeConfig,
+    rendering: &Rendering,
+    wave: &Wave,
+    states: &BTreeMap<&str, &RktNodeState>,
+    plan: &mut Plan,
+) {
     let name = config.name_any();
     let spec = rendering.node_state_spec(&name);
     for node in &wave.start {
+        if states
+            .get(node.as_str())
+            .is_some_and(|state| state.metadata.deletion_timestamp.is_some())
+        {
+            continue; // the old state is still being cleaned up; the node gets its new one once that is gone
+        }
         let mut state = RktNodeState::new(node, spec.clone());
         state.metadata = ObjectMeta {
             name: Some(node.clone()),
             labels: Some(BTreeMap::from([(CONFIG_LABEL.to_owned(), name.clone())])),
             owner_references: config.controller_owner_ref(&()).map(|owner| vec![owner]),
+            finalizers: Some(vec![AGENT_CLEANUP_FINALIZER.to_owned()]),
             ..ObjectMeta::default()
         };
         plan.apply_states.push(state);
@@ -341,6 +394,58 @@ mod tests {
             plan(&snapshot(&configs, &[], &[state]), &now()).delete_states,
             ["n1"]
         );
+    }
+
+    #[test]
+    fn a_state_being_deleted_waits_for_its_agent_unless_its_node_is_gone() {
+        let configs = [config(
+            "c",
+            serde_json::json!({"nodeSelector": {"matchLabels": {"pool": "a"}}}),
+        )];
+        let nodes = [node("n1", &[("pool", "a")])];
+        let first = plan(&snapshot(&configs, &nodes, &[]), &now());
+        assert_eq!(
+            first.apply_states[0].finalizers(),
+            [AGENT_CLEANUP_FINALIZER]
+        );
+        let mut terminating = (*applied_state(&first.apply_states[0])).clone();
+        terminating.metadata.deletion_timestamp = Some(now());
+        terminating.metadata.resource_version = Some("7".into());
+        terminating
+            .metadata
+            .finalizers
+            .as_mut()
+            .unwrap()
+            .push("example.com/other".into());
+        let terminating = Arc::new(terminating);
+
+        // The node is still there: its agent must clean up, so it keeps its agent and the state is left alone.
+        let relabelled = [node("n1", &[("pool", "b")])];
+        let waiting = plan(
+            &snapshot(&configs, &relabelled, std::slice::from_ref(&terminating)),
+            &now(),
+        );
+        assert!(waiting.delete_states.is_empty());
+        assert!(waiting.release_states.is_empty());
+        assert_eq!(waiting.releasing_nodes, ["n1"]);
+        // Selected again while the old state goes: no write until it is gone.
+        let reselected = plan(
+            &snapshot(&configs, &nodes, std::slice::from_ref(&terminating)),
+            &now(),
+        );
+        assert!(reselected.apply_states.is_empty());
+
+        // The node is gone: no agent will come, so the controller lets the state go, keeping other finalizers.
+        let gone = plan(&snapshot(&configs, &[], &[terminating]), &now());
+        assert_eq!(
+            gone.release_states,
+            [Release {
+                name: "n1".into(),
+                resource_version: Some("7".into()),
+                finalizers: vec!["example.com/other".into()],
+            }]
+        );
+        assert!(gone.releasing_nodes.is_empty());
     }
 
     #[test]

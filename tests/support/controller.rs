@@ -5,7 +5,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex, OnceLock,
@@ -25,7 +25,10 @@ use rktnetes_operator::{
 };
 use serde_json::json;
 
-use super::cluster::{TestCluster, eventually};
+use super::{
+    chart,
+    cluster::{TestCluster, eventually},
+};
 
 /// The namespace of the controller's Lease and the agent DaemonSet in these tests.
 pub const NAMESPACE: &str = "rktnetes-system";
@@ -45,31 +48,50 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    /// Starts a replica and waits until it reports ready.
+    /// Starts a replica (as the cluster admin) and waits until it reports ready.
     pub fn start(cluster: &TestCluster, identity: &str) -> Self {
         let port = free_port();
+        let args = [
+            "controller",
+            "--identity",
+            identity,
+            "--namespace",
+            NAMESPACE,
+            "--agent-namespace",
+            NAMESPACE,
+            "--lease-duration",
+            "6",
+            "--resync-seconds",
+            "30",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([format!("--http-address=127.0.0.1:{port}")])
+        .collect();
+        Self::spawn(identity, port, args, &cluster.kubeconfig)
+    }
+
+    /// Starts a replica the way the Helm chart's Deployment runs it: its arguments, and a token of its
+    /// ServiceAccount (so the chart's RBAC is all it has). The chart must be installed.
+    pub fn start_from_chart(cluster: &TestCluster, identity: &str) -> Self {
+        let port = free_port();
+        let args = chart::controller_args(cluster, identity, &format!("127.0.0.1:{port}"));
+        let kubeconfig = chart::service_account_kubeconfig(
+            cluster,
+            chart::RELEASE_NAMESPACE,
+            "rktnetes-controller",
+            None,
+        );
+        Self::spawn(identity, port, args, &kubeconfig)
+    }
+
+    fn spawn(identity: &str, port: u16, args: Vec<String>, kubeconfig: &Path) -> Self {
         let log =
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("controller-{identity}.log"));
         let log_file = std::fs::File::create(&log).expect("the controller log can be created");
         let child = Command::new(env!("CARGO_BIN_EXE_rktnetes"))
-            .args([
-                "controller",
-                "--identity",
-                identity,
-                "--namespace",
-                NAMESPACE,
-            ])
-            .args([
-                "--agent-namespace",
-                NAMESPACE,
-                "--lease-duration",
-                "6",
-                "--resync-seconds",
-                "30",
-            ])
-            .arg("--http-address")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,rktnetes_operator=debug")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -171,12 +193,26 @@ pub async fn reset(client: &Client) {
         .delete_collection(&now, &all)
         .await
         .expect("states can be deleted");
+
     nodes
         .delete_collection(&now, &all)
         .await
         .expect("nodes can be deleted");
     let _ = leases.delete("rktnetes-controller", &now).await;
     for _ in 0..100 {
+        // No agent is left to release the states (the scenario that made them has ended), and the garbage
+        // collector may delete more of them meanwhile.
+        for state in states.list(&all).await.map(|l| l.items).unwrap_or_default() {
+            let release = json!({"metadata": {"finalizers": null}});
+            let _ = states
+                .patch(
+                    &state.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&release),
+                )
+                .await;
+            let _ = states.delete(&state.name_any(), &now).await;
+        }
         let left = configs.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
             + states.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
             + nodes.list(&all).await.map(|l| l.items.len()).unwrap_or(1);
@@ -292,6 +328,14 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
         };
         for state in list.items {
             let node = state.name_any();
+            if state.metadata.deletion_timestamp.is_some() {
+                // A real agent takes its files off the node, then lets the state go.
+                let release = json!({"metadata": {"finalizers": null}});
+                let _ = api
+                    .patch(&node, &PatchParams::default(), &Patch::Merge(&release))
+                    .await;
+                continue;
+            }
             let hash = state.spec.hash.clone();
             let status = state.status.clone().unwrap_or_default();
             let done = status.applied_hash.as_deref() == Some(hash.as_str())

@@ -1,6 +1,7 @@
 //! Shared by the integration test binaries: the example and invalid configs, and the local control plane.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod chart;
 pub mod cluster;
 pub mod controller;
 pub mod corpus;

@@ -8,6 +8,7 @@ use std::{
 };
 
 use super::{
+    chart,
     cluster::{TestCluster, run},
     repo_path, repo_root,
 };
@@ -18,26 +19,32 @@ pub const POOL: [&str; 3] = ["rktnetes-node-1", "rktnetes-node-2", "rktnetes-nod
 pub const OLD_RKT_NODE: &str = "rktnetes-node-4";
 pub const OLD_RKT_VERSION: &str = "1.29.0";
 
-/// Boots the nodes (replacing any left over), installs the agent's ServiceAccount and RBAC from the Helm chart and
-/// starts the agents. Panics, with the harness's output, when a node cannot start.
+/// Installs the Helm chart, boots the nodes (replacing any left over) and starts the agents under the chart's
+/// ServiceAccount. Panics, with the harness's output, when a node cannot start.
 pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
     static NODES: OnceLock<()> = OnceLock::new();
     NODES.get_or_init(|| {
-        let rbac = run(Command::new("bash").arg("-c").arg(format!(
-            "{helm} template rktnetes charts/rktnetes-operator --namespace rktnetes-system --kube-version 1.37.2 \
-             | {kubectl} --kubeconfig {kubeconfig} apply --server-side --field-manager=rktnetes-tests -f -",
-            helm = cluster.tools_bin.join("helm").display(),
-            kubectl = cluster.tools_bin.join("kubectl").display(),
-            kubeconfig = cluster.kubeconfig.display(),
-        )));
-        drop(rbac);
+        // The chart, as users install it: the agents below run under its ServiceAccount, RBAC and admission
+        // policy, and the tests' controller under its Deployment's arguments and ServiceAccount.
+        chart::install(cluster, &[]);
         run(Command::new(repo_path("e2e/nodes.sh"))
             .args(["up", "4", "--rkt-version", &format!("4={OLD_RKT_VERSION}")])
-            .env("RKTNETES_BIN_DIR", env!("CARGO_BIN_EXE_rktnetes").rsplit_once('/').map_or(".", |(dir, _)| dir)));
+            .env(
+                "RKTNETES_BIN_DIR",
+                env!("CARGO_BIN_EXE_rktnetes")
+                    .rsplit_once('/')
+                    .map_or(".", |(dir, _)| dir),
+            ));
         for node in POOL {
             cluster.kubectl_ok(&["label", "--overwrite", "node", node, "rktnetes.io/pool=e2e"]);
         }
-        cluster.kubectl_ok(&["label", "--overwrite", "node", OLD_RKT_NODE, "rktnetes.io/pool=old-rkt"]);
+        cluster.kubectl_ok(&[
+            "label",
+            "--overwrite",
+            "node",
+            OLD_RKT_NODE,
+            "rktnetes.io/pool=old-rkt",
+        ]);
         run(Command::new(repo_path("e2e/nodes.sh")).arg("start-agents"));
     });
     &POOL

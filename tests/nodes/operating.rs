@@ -1,0 +1,455 @@
+//! Operating the installed chart as users do: GitOps re-applies, the agent's least privilege checked with real
+//! requests, `helm upgrade` and the documented uninstall order.
+
+use std::process::Command;
+
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use rktnetes_operator::api::{RktNodeConfig, RktNodeState};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::support::{
+    chart::{self, AGENT_NAMESPACE, RELEASE, RELEASE_NAMESPACE, helm},
+    cluster::{TestCluster, run},
+    repo_path,
+};
+
+/// Writes `object` where kubectl can read it, as a user's manifest file.
+fn manifest(name: &str, object: &Value) -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
+    std::fs::write(&path, object.to_string()).expect("the manifest can be written");
+    path
+}
+
+async fn client_from(kubeconfig: &std::path::Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("the kubeconfig is readable");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("the kubeconfig is valid");
+    Client::try_from(config).expect("a client")
+}
+
+/// The status code and message of a refused request; panics when it was allowed.
+fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        other => panic!("{what} was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reapplying_the_same_manifests_after_convergence_changes_nothing() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let cluster = cluster();
+    let config = bridge_example();
+    let file = manifest("gitops-bridge", &config);
+    let apply = || {
+        run(cluster
+            .kubectl()
+            .args(["apply", "--server-side", "--field-manager=gitops", "-f"])
+            .arg(&file))
+    };
+    apply();
+    converged(&client, "bridge", POOL.len()).await;
+    let before = config_object(&client).await;
+
+    apply();
+    let diff = cluster
+        .kubectl()
+        .args(["diff", "--server-side", "--field-manager=gitops", "-f"])
+        .arg(&file)
+        .output()
+        .expect("kubectl runs");
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "kubectl diff --server-side is not empty:\n{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let after = config_object(&client).await;
+    assert_eq!(
+        before.resource_version(),
+        after.resource_version(),
+        "re-applying the same manifest wrote the object"
+    );
+    // The controller writes only status: it owns no field of the spec (nor of the metadata GitOps manages).
+    for entry in after.managed_fields() {
+        if entry.manager.as_deref() == Some(rktnetes_operator::controller::FIELD_MANAGER) {
+            assert_eq!(
+                entry.subresource.as_deref(),
+                Some("status"),
+                "the controller wrote outside status: {entry:?}"
+            );
+        }
+    }
+    // The same for the release: upgrading to the same chart and values writes nothing to the controller.
+    let deployment = || {
+        cluster.kubectl_ok(&[
+            "-n",
+            RELEASE_NAMESPACE,
+            "get",
+            "deployment",
+            "rktnetes-controller",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let release_before = deployment();
+    chart::install(cluster, &["--reuse-values"]);
+    assert_eq!(release_before, deployment());
+}
+
+async fn config_object(client: &Client) -> RktNodeConfig {
+    Api::<RktNodeConfig>::all(client.clone())
+        .get("bridge")
+        .await
+        .expect("the config")
+}
+
+#[tokio::test]
+async fn an_agents_token_writes_only_its_own_nodes_status_and_deletes_nothing() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+    let (own, other) = (POOL[0], POOL[1]);
+    // A token like the one the agent on `own` holds: the chart's agent ServiceAccount, bound to that node.
+    let kubeconfig =
+        chart::service_account_kubeconfig(cluster(), AGENT_NAMESPACE, "rktnetes-agent", Some(own));
+    let agent = client_from(&kubeconfig).await;
+    let nodes: Api<Node> = Api::all(agent.clone());
+    let states: Api<RktNodeState> = Api::all(agent.clone());
+    let apply = PatchParams::apply("rktnetes-agent");
+    // Forced, so that a refusal comes from authorization or admission, not from a field-ownership conflict.
+    let forced = PatchParams::apply("rktnetes-agent").force();
+    let condition = |node: &str, type_: &str| {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}, "status": {"conditions": [{
+            "type": type_, "status": "True", "reason": "Probe", "message": "written by the test",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }]}})
+    };
+
+    // Allowed: what the agent does, on its own node (the current condition, re-applied unchanged).
+    let current = Api::<Node>::all(client.clone())
+        .get(own)
+        .await
+        .expect("the node");
+    let ours = current
+        .status
+        .and_then(|status| status.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "RktNetworkReady")
+        .expect("the agent reported RktNetworkReady");
+    let same = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": own},
+        "status": {"conditions": [ours]}});
+    nodes
+        .patch_status(own, &apply, &Patch::Apply(&same))
+        .await
+        .expect("an agent may write its own node's conditions");
+    let own_state = Api::<RktNodeState>::all(client.clone())
+        .get(own)
+        .await
+        .expect("the state");
+    let own_status = json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
+        "status": own_state.status});
+    states
+        .patch_status(own, &apply, &Patch::Apply(&own_status))
+        .await
+        .expect("an agent may write its own RktNodeState status");
+
+    // Refused by the admission policy: another node, another kind of condition.
+    let (code, message) = refused(
+        "another node's condition",
+        nodes
+            .patch_status(
+                other,
+                &apply,
+                &Patch::Apply(condition(other, "RktNetworkReady")),
+            )
+            .await,
+    );
+    assert_eq!(code, 403);
+    assert!(
+        message.contains(&format!(
+            "agent of node {own} may not write the status of nodes {other}"
+        )),
+        "{message}"
+    );
+    let (code, message) = refused(
+        "the kubelet's condition",
+        nodes
+            .patch_status(own, &forced, &Patch::Apply(condition(own, "Ready")))
+            .await,
+    );
+    assert_eq!(code, 403);
+    assert!(
+        message.contains("only write Node conditions of the types"),
+        "{message}"
+    );
+    let other_status = json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
+        "status": {"phase": "Applied"}});
+    let (code, message) = refused(
+        "another node's RktNodeState status",
+        states
+            .patch_status(other, &forced, &Patch::Apply(&other_status))
+            .await,
+    );
+    assert_eq!(code, 403);
+    assert!(
+        message.contains(&format!(
+            "may not write the status of rktnodestates {other}"
+        )),
+        "{message}"
+    );
+    let (code, message) = refused(
+        "its own RktNodeState's spec",
+        states
+            .patch(
+                own,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"hash": "0000000000000000"}})),
+            )
+            .await,
+    );
+    assert_eq!(code, 403);
+    assert!(message.contains("may only update status"), "{message}");
+
+    // Refused by RBAC: every delete, creating, Secrets, other nodes' labels.
+    let deletes = [
+        (
+            "delete its RktNodeState",
+            states.delete(own, &DeleteParams::default()).await.map(drop),
+        ),
+        (
+            "delete a node",
+            nodes
+                .delete(other, &DeleteParams::default())
+                .await
+                .map(drop),
+        ),
+        (
+            "delete a config",
+            Api::<RktNodeConfig>::all(agent.clone())
+                .delete("bridge", &DeleteParams::default())
+                .await
+                .map(drop),
+        ),
+        (
+            "delete the agent DaemonSet",
+            Api::<DaemonSet>::namespaced(agent.clone(), AGENT_NAMESPACE)
+                .delete("rktnetes-agent", &DeleteParams::default())
+                .await
+                .map(drop),
+        ),
+    ];
+    for (what, result) in deletes {
+        assert_eq!(refused(what, result).0, 403, "{what}");
+    }
+    let mut state = own_state.clone();
+    state.metadata = kube::api::ObjectMeta {
+        name: Some("rktnetes-not-a-node".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        refused(
+            "create a RktNodeState",
+            states.create(&PostParams::default(), &state).await
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        refused(
+            "list Secrets",
+            Api::<k8s_openapi::api::core::v1::Secret>::all(agent.clone())
+                .list(&Default::default())
+                .await
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        refused(
+            "label a node",
+            nodes
+                .patch(
+                    other,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))
+                )
+                .await
+        )
+        .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn helm_upgrade_rolls_the_controller_and_the_agents_without_disturbing_converged_nodes() {
+    let _serial = serial().lock().await;
+    let (client, controller) = setup().await;
+    let cluster = cluster();
+    apply_config(&client, bridge_example()).await;
+    let hash = converged(&client, "bridge", POOL.len()).await;
+    let files_before: Vec<_> = POOL.iter().map(|node| node_file(node, NET_FILE)).collect();
+    let pids_before: Vec<_> = POOL.iter().map(|node| main_pid(node)).collect();
+    let states_before: BTreeMap<String, String> = states(&client)
+        .await
+        .into_iter()
+        .map(|(node, state)| (node, state.resource_version().unwrap_or_default()))
+        .collect();
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+    let agent_env = |daemonset: &DaemonSet| {
+        serde_json::to_value(&daemonset.spec.template.spec).expect("JSON")["containers"][0]["env"]
+            .to_string()
+    };
+    let before = daemonsets
+        .get("rktnetes-agent")
+        .await
+        .expect("the agent DaemonSet");
+    let generation = deployment_generation(cluster);
+
+    let values = manifest(
+        "upgrade-values",
+        &json!({"logLevel": "debug", "agent": {"logLevel": "debug"}}),
+    );
+    chart::install(
+        cluster,
+        &["--values", values.to_str().expect("a UTF-8 path")],
+    );
+    assert!(
+        deployment_generation(cluster) > generation,
+        "the Deployment did not roll"
+    );
+    // What the new ReplicaSet's pods would run: the controller, restarted with the upgraded Deployment's arguments.
+    drop(controller);
+    let _upgraded = ControllerProcess::start_from_chart(cluster, "e2e-upgraded");
+    let after = eventually("the controller rolls the agent DaemonSet", || {
+        let daemonsets = daemonsets.clone();
+        async move {
+            let after = daemonsets.get("rktnetes-agent").await.ok()?;
+            agent_env(&after).contains("debug").then_some(after)
+        }
+    })
+    .await;
+    assert_ne!(agent_env(&before), agent_env(&after));
+    assert!(after.metadata.generation > before.metadata.generation);
+
+    // The nodes keep what they had: same state objects, files and rkt API service process.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        config(&client, "bridge")
+            .await
+            .status
+            .and_then(|s| s.config_hash),
+        Some(hash)
+    );
+    let states_after: BTreeMap<String, String> = states(&client)
+        .await
+        .into_iter()
+        .map(|(node, state)| (node, state.resource_version().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        states_before, states_after,
+        "the upgrade rewrote RktNodeStates"
+    );
+    let files_after: Vec<_> = POOL.iter().map(|node| node_file(node, NET_FILE)).collect();
+    assert_eq!(files_before, files_after);
+    let pids_after: Vec<_> = POOL.iter().map(|node| main_pid(node)).collect();
+    assert_eq!(
+        pids_before, pids_after,
+        "the upgrade restarted rkt-api.service"
+    );
+
+    chart::install(cluster, &["--reset-values"]);
+}
+
+fn deployment_generation(cluster: &TestCluster) -> i64 {
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            RELEASE_NAMESPACE,
+            "get",
+            "deployment",
+            "rktnetes-controller",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ])
+        .trim()
+        .parse()
+        .expect("a generation")
+}
+
+#[tokio::test]
+async fn uninstalling_in_the_documented_order_leaves_the_nodes_clean_and_keeps_crds_and_user_objects()
+ {
+    let _serial = serial().lock().await;
+    let (client, controller) = setup().await;
+    let cluster = cluster();
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+    // A user's config that selects no node: it must survive the uninstall.
+    let mut kept = bridge_example();
+    kept["metadata"]["name"] = json!("kept");
+    kept["spec"]["nodeSelector"] = json!({"matchLabels": {"rktnetes.io/pool": "none"}});
+    apply_config(&client, kept).await;
+
+    // The documented order (NOTES.txt, README): delete the configs that select nodes, wait for their states.
+    Api::<RktNodeConfig>::all(client.clone())
+        .delete("bridge", &DeleteParams::default())
+        .await
+        .expect("the config can be deleted");
+    run(cluster.kubectl().args([
+        "wait",
+        "--for=delete",
+        "rktnodestates",
+        "--all",
+        "--timeout=120s",
+    ]));
+    // Gone means cleaned: the agents removed the finalizer only after taking the files off.
+    for node in POOL {
+        assert_eq!(node_file(node, NET_FILE), None, "{node} still has our file");
+        assert_eq!(
+            node_file(node, STAGE1_FILE),
+            None,
+            "{node} still has our file"
+        );
+    }
+    drop(controller);
+
+    let output = run(helm(cluster).args([
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--wait",
+        "--timeout=3m",
+    ]));
+    drop(output);
+    for crd in [
+        "crd/rktnodeconfigs.rktnetes.io",
+        "crd/rktnodestates.rktnetes.io",
+    ] {
+        cluster.kubectl_ok(&["get", crd]);
+    }
+    Api::<RktNodeConfig>::all(client.clone())
+        .get("kept")
+        .await
+        .expect("the user's config is kept");
+    Api::<RktNodeConfig>::all(client.clone())
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("the kept config can be deleted");
+
+    // Back to the installed chart for the other scenarios; the agents need tokens of the new ServiceAccount.
+    chart::install(cluster, &[]);
+    run(Command::new(repo_path("e2e/nodes.sh")).arg("start-agents"));
+}

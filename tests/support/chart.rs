@@ -1,0 +1,131 @@
+//! The Helm chart as users install it, and the identities it creates: the node tests run the controller with the
+//! chart's Deployment arguments and the token of the chart's ServiceAccount, so its RBAC is exactly what the
+//! controller gets.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+use super::{
+    cluster::{TestCluster, run},
+    repo_root,
+};
+
+pub const RELEASE: &str = "rktnetes";
+pub const RELEASE_NAMESPACE: &str = "rktnetes-system";
+pub const AGENT_NAMESPACE: &str = "rktnetes-agent";
+pub const CHART: &str = "charts/rktnetes-operator";
+pub const KUBE_VERSION: &str = "1.37.2";
+
+/// `helm` against this cluster.
+pub fn helm(cluster: &TestCluster) -> Command {
+    let mut command = Command::new(cluster.tools_bin.join("helm"));
+    command
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("rktnetes-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("rktnetes-helm-config"),
+        )
+        .current_dir(repo_root());
+    command
+}
+
+/// Runs `helm` and returns its output whatever its exit status.
+pub fn helm_output(cluster: &TestCluster, args: &[&str]) -> Output {
+    helm(cluster)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run helm {args:?}: {error}"))
+}
+
+/// `helm upgrade --install` of the chart with `extra` arguments (e.g. `--values FILE`); waits for nothing, as there
+/// is no kubelet to start the pods.
+pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
+    run(helm(cluster)
+        .args(["upgrade", "--install", RELEASE, CHART])
+        .args(["--namespace", RELEASE_NAMESPACE, "--create-namespace"])
+        .args(extra))
+}
+
+/// The controller's arguments as the chart's Deployment gives them, with the downward-API variables resolved for a
+/// replica named `identity` and the probe server moved to `http_address`.
+pub fn controller_args(cluster: &TestCluster, identity: &str, http_address: &str) -> Vec<String> {
+    let deployment: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "-n",
+        RELEASE_NAMESPACE,
+        "get",
+        "deployment",
+        "rktnetes-controller",
+        "-o",
+        "json",
+    ]))
+    .expect("the Deployment is JSON");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("the controller container has args")
+        .iter()
+        .map(|arg| arg.as_str().expect("a string argument").to_owned());
+    args.map(|arg| {
+        if arg.starts_with("--http-address=") {
+            format!("--http-address={http_address}")
+        } else {
+            arg.replace("$(POD_NAMESPACE)", RELEASE_NAMESPACE)
+                .replace("$(POD_NAME)", identity)
+        }
+    })
+    .collect()
+}
+
+/// A kubeconfig holding a fresh token of `namespace/service_account`, bound to Node `node` when given (as a pod's
+/// projected token is bound to its node), written under the test target directory.
+pub fn service_account_kubeconfig(
+    cluster: &TestCluster,
+    namespace: &str,
+    service_account: &str,
+    node: Option<&str>,
+) -> PathBuf {
+    let mut create = vec![
+        "-n",
+        namespace,
+        "create",
+        "token",
+        service_account,
+        "--duration=1h",
+    ];
+    let bound = node.map(|node| format!("--bound-object-name={node}"));
+    if let Some(bound) = &bound {
+        create.extend(["--bound-object-kind=Node", bound.as_str()]);
+    }
+    let token = cluster.kubectl_ok(&create).trim().to_owned();
+    let view: Value = serde_json::from_str(
+        &cluster.kubectl_ok(&["config", "view", "--raw", "--minify", "-o", "json"]),
+    )
+    .expect("the kubeconfig is JSON");
+    let server = view["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .expect("a server");
+    let ca = view["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .expect("the cluster CA");
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": service_account}}],
+        "current-context": "local",
+    });
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{namespace}-{service_account}-{}.kubeconfig",
+        node.unwrap_or("unbound")
+    ));
+    std::fs::write(&path, kubeconfig.to_string()).expect("the kubeconfig can be written");
+    path
+}
