@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: a local cluster with the operator converging real nodes.
 #
-#   e2e/demo.sh [up]    builds what is missing, starts the control plane and three systemd-nspawn nodes (agents
-#                       inside, under the chart's ServiceAccount and RBAC), runs the controller on this machine,
-#                       applies e2e/examples/bridge.yaml and shows the nodes converging, then the files written
+#   e2e/demo.sh [up]    builds what is missing, starts the control plane, installs the Helm chart, boots three
+#                       systemd-nspawn nodes (agents inside, under the chart's ServiceAccount, RBAC and admission
+#                       policy), runs the controller on this machine as the chart's Deployment would, applies
+#                       e2e/examples/bridge.yaml and shows the nodes converging, then the files written
 #   e2e/demo.sh down    stops the controller, the nodes and the control plane
 #
 # There is no kubelet here, so the controller runs as a process on the host and each agent as a systemd unit in
@@ -38,20 +39,33 @@ KUBECONFIG=$("$E2E_DIR/cluster.sh" up)
 export PATH="$TOOLS_BIN:$PATH"
 mkdir -p "$DEMO_DIR"
 
-log "installing the CRDs and the chart's ServiceAccounts and RBAC"
-kubectl apply --server-side --field-manager=rktnetes-demo -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/rktnodeconfigs.rktnetes.io crd/rktnodestates.rktnetes.io >/dev/null
-kubectl create namespace rktnetes-system --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
-helm template rktnetes charts/rktnetes-operator --namespace rktnetes-system --kube-version "${KUBERNETES_VERSION#v}" |
+log "helm install rktnetes charts/rktnetes-operator (CRDs, RBAC, admission policy, controller Deployment)"
+# The controller's namespace enforces the `restricted` Pod Security level; the chart labels the agent's `privileged`.
+kubectl create namespace rktnetes-system --dry-run=client -o yaml |
+  kubectl label --local -f - -o yaml pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted |
   kubectl apply --server-side --field-manager=rktnetes-demo -f - >/dev/null
+helm upgrade --install rktnetes charts/rktnetes-operator --namespace rktnetes-system --create-namespace >/dev/null
+kubectl wait --for=condition=Established crd/rktnodeconfigs.rktnetes.io crd/rktnodestates.rktnetes.io >/dev/null
 
-log "booting three nodes"
+log "booting three nodes; each agent runs with a token of the chart's agent ServiceAccount, bound to its node"
 "$E2E_DIR/nodes.sh" up 3 --label rktnetes.io/network=bridge --with-agent >/dev/null
 
-log "starting the controller (log: $DEMO_DIR/controller.log)"
+# No kubelet runs the Deployment's pods here: the controller runs on this machine with the Deployment's own
+# arguments and a token of the chart's controller ServiceAccount, so the chart's RBAC is all it has.
+log "starting the controller as the chart's Deployment would (log: $DEMO_DIR/controller.log)"
 [[ -f $CONTROLLER_PID ]] && kill "$(cat "$CONTROLLER_PID")" 2>/dev/null || true
-setsid target/debug/rktnetes controller --namespace rktnetes-system --agent-namespace rktnetes-agent \
-  --http-address 127.0.0.1:18080 >"$DEMO_DIR/controller.log" 2>&1 < /dev/null &
+mapfile -t controller_args < <(kubectl -n rktnetes-system get deployment rktnetes-controller \
+  -o jsonpath='{range .spec.template.spec.containers[0].args[*]}{@}{"\n"}{end}' |
+  sed -e 's/\$(POD_NAMESPACE)/rktnetes-system/' -e 's/\$(POD_NAME)/rktnetes-controller-demo/' \
+    -e 's/^--http-address=.*/--http-address=127.0.0.1:18080/')
+controller_kubeconfig="$DEMO_DIR/controller.kubeconfig"
+token=$(kubectl -n rktnetes-system create token rktnetes-controller --duration=24h)
+kubectl config view --raw --minify -o json |
+  jq --arg token "$token" '.users = [{name: "rktnetes-controller", user: {token: $token}}]
+    | .contexts[0].context.user = "rktnetes-controller"' >"$controller_kubeconfig"
+chmod 0600 "$controller_kubeconfig"
+KUBECONFIG=$controller_kubeconfig setsid target/debug/rktnetes "${controller_args[@]}" \
+  >"$DEMO_DIR/controller.log" 2>&1 </dev/null &
 echo $! >"$CONTROLLER_PID"
 
 log "applying e2e/examples/bridge.yaml"

@@ -302,6 +302,21 @@ mod tests {
         RktNodeConfig::new(name, serde_json::from_value(spec).unwrap())
     }
 
+    fn required_terms(daemonset: DaemonSet) -> Vec<NodeSelectorTerm> {
+        daemonset
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms
+    }
+
     #[test]
     fn no_config_needs_no_daemonset() {
         assert!(agent_daemonset(&settings(), &[], &[]).is_none());
@@ -368,18 +383,7 @@ mod tests {
             serde_json::json!({"nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}),
         );
         let daemonset = agent_daemonset(&settings(), &[&a, &b], &[]).unwrap();
-        let terms = daemonset
-            .spec
-            .template
-            .spec
-            .unwrap()
-            .affinity
-            .unwrap()
-            .node_affinity
-            .unwrap()
-            .required_during_scheduling_ignored_during_execution
-            .unwrap()
-            .node_selector_terms;
+        let terms = required_terms(daemonset);
         assert_eq!(terms.len(), 2);
         let requirements: Vec<_> = terms
             .iter()
@@ -402,18 +406,7 @@ mod tests {
         let releasing = ["n2".to_owned(), "n1".to_owned()];
         let daemonset = agent_daemonset(&settings(), &[], &releasing)
             .expect("the agents stay while nodes release");
-        let terms = daemonset
-            .spec
-            .template
-            .spec
-            .unwrap()
-            .affinity
-            .unwrap()
-            .node_affinity
-            .unwrap()
-            .required_during_scheduling_ignored_during_execution
-            .unwrap()
-            .node_selector_terms;
+        let terms = required_terms(daemonset);
         let names: Vec<_> = terms
             .iter()
             .map(|term| {

@@ -90,17 +90,7 @@ async fn reapplying_the_same_manifests_after_convergence_changes_nothing() {
         }
     }
     // The same for the release: upgrading to the same chart and values writes nothing to the controller.
-    let deployment = || {
-        cluster.kubectl_ok(&[
-            "-n",
-            RELEASE_NAMESPACE,
-            "get",
-            "deployment",
-            "rktnetes-controller",
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ])
-    };
+    let deployment = || chart::controller_deployment(cluster, "{.metadata.resourceVersion}");
     let release_before = deployment();
     chart::install(cluster, &["--reuse-values"]);
     assert_eq!(release_before, deployment());
@@ -373,16 +363,7 @@ async fn helm_upgrade_rolls_the_controller_and_the_agents_without_disturbing_con
 }
 
 fn deployment_generation(cluster: &TestCluster) -> i64 {
-    cluster
-        .kubectl_ok(&[
-            "-n",
-            RELEASE_NAMESPACE,
-            "get",
-            "deployment",
-            "rktnetes-controller",
-            "-o",
-            "jsonpath={.metadata.generation}",
-        ])
+    chart::controller_deployment(cluster, "{.metadata.generation}")
         .trim()
         .parse()
         .expect("a generation")

@@ -54,19 +54,29 @@ pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
         .args(extra))
 }
 
-/// The controller's arguments as the chart's Deployment gives them, with the downward-API variables resolved for a
-/// replica named `identity` and the probe server moved to `http_address`.
-pub fn controller_args(cluster: &TestCluster, identity: &str, http_address: &str) -> Vec<String> {
-    let deployment: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+/// A field of the controller Deployment, by JSONPath (`{.metadata.generation}`), or all of it with `json`.
+pub fn controller_deployment(cluster: &TestCluster, output: &str) -> String {
+    let output = if output == "json" {
+        "json".to_owned()
+    } else {
+        format!("jsonpath={output}")
+    };
+    cluster.kubectl_ok(&[
         "-n",
         RELEASE_NAMESPACE,
         "get",
         "deployment",
         "rktnetes-controller",
         "-o",
-        "json",
-    ]))
-    .expect("the Deployment is JSON");
+        &output,
+    ])
+}
+
+/// The controller's arguments as the chart's Deployment gives them, with the downward-API variables resolved for a
+/// replica named `identity` and the probe server moved to `http_address`.
+pub fn controller_args(cluster: &TestCluster, identity: &str, http_address: &str) -> Vec<String> {
+    let deployment: Value = serde_json::from_str(&controller_deployment(cluster, "json"))
+        .expect("the Deployment is JSON");
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .expect("the controller container has args")
