@@ -20,7 +20,7 @@
 #
 # Settings (environment):
 #   RKTNETES_KIND_CLUSTER     the kind cluster's name (default rktnetes; its workers are <name>-worker,
-#                             <name>-worker2, <name>-worker3)
+#                             <name>-worker2, <name>-worker3, <name>-worker4)
 #   RKTNETES_KIND_NODE_IMAGE  the node image (default kindest/node:$KUBERNETES_VERSION, as kind-config.yaml pins)
 #   RKTNETES_KIND_IMAGE       the operator image's repository (default rktnetes-operator; the tag is derived from
 #                             the image's ID, so an unchanged build keeps its tag and the release does not roll)
@@ -28,7 +28,8 @@
 #   RKTNETES_KIND_RKT_BIN     an rkt stand-in to install on the nodes instead of the image's (a static build, e.g.
 #                             target/x86_64-unknown-linux-musl/release/rkt)
 #   RKTNETES_KIND_RKT_VERSIONS  the version a node's stand-in reports, as NODE=VERSION pairs separated by blanks
-#                             (NODE a name or a worker index; default 1.30.0 on every worker)
+#                             (NODE a name or a worker index; default 1.29.0 on the fourth worker, as the suite
+#                             expects, and 1.30.0 on the others)
 #   RKTNETES_CNI_PLUGINS_DIR  where to copy the CNI plugins from when a node lacks /usr/lib/cni/bridge (default
 #                             this machine's /usr/lib/cni, Debian's containernetworking-plugins, else /opt/cni/bin)
 #   RKTNETES_KIND_TIMEOUT     seconds to wait for each step that waits (default 300)
@@ -121,7 +122,7 @@ create_cluster() {
     kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1 ||
       die "cannot get the kubeconfig of the kind cluster $CLUSTER"
   else
-    log "creating the kind cluster $CLUSTER ($NODE_IMAGE, one control plane and three workers)"
+    log "creating the kind cluster $CLUSTER ($NODE_IMAGE, one control plane and four workers)"
     # --image wins over the config's per-node images; it is the same one unless RKTNETES_KIND_NODE_IMAGE says
     # otherwise.
     kind create cluster --name "$CLUSTER" --config "$KIND_CONFIG" --image "$NODE_IMAGE" \
@@ -185,7 +186,8 @@ rkt_binary() {
 # The version node NODE's stand-in reports, from RKTNETES_KIND_RKT_VERSIONS.
 rkt_version_of() {
   local node=$1 index=$2 pair key
-  for pair in ${RKTNETES_KIND_RKT_VERSIONS:-}; do
+  # The suite wants its fourth node on an older rkt (tests/support/nodes.rs: OLD_RKT_VERSION).
+  for pair in ${RKTNETES_KIND_RKT_VERSIONS:-4=1.29.0}; do
     [[ $pair == ?*=?* ]] || die "RKTNETES_KIND_RKT_VERSIONS takes NODE=VERSION pairs: '$pair'"
     key=${pair%%=*}
     if [[ $key == "$node" || $key == "$index" ]]; then

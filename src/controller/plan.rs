@@ -82,7 +82,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     // Who wins each node.
     let mut won: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut conflicts: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
-    let mut keep: Vec<&str> = Vec::new();
+    let mut keep: BTreeSet<&str> = BTreeSet::new();
     let mut nodes: Vec<&PartialObjectMeta<Node>> =
         snapshot.nodes.iter().map(AsRef::as_ref).collect();
     nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -91,7 +91,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
         match assign(configs.iter().copied(), node.labels()) {
             Assignment::Won(config) => {
                 won.entry(config).or_default().push(name);
-                keep.push(name);
+                keep.insert(name);
             }
             Assignment::Tied(tied) => {
                 for config in &tied {
@@ -100,7 +100,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
                         .or_default()
                         .push((name.to_owned(), tied.clone()));
                 }
-                keep.push(name);
+                keep.insert(name);
             }
             Assignment::Unselected => {}
         }

@@ -1,8 +1,6 @@
 //! Operating the installed chart as users do: GitOps re-applies, the agent's least privilege checked with real
 //! requests, `helm upgrade` and the documented uninstall order.
 
-use std::process::Command;
-
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -16,7 +14,7 @@ use super::*;
 use crate::support::{
     chart::{self, AGENT_NAMESPACE, RELEASE, RELEASE_NAMESPACE, helm},
     cluster::{TestCluster, run},
-    repo_path,
+    nodes::start_agents,
 };
 
 /// Writes `object` where kubectl can read it, as a user's manifest file.
@@ -396,7 +394,7 @@ async fn uninstalling_in_the_documented_order_leaves_the_nodes_clean_and_keeps_c
         "--timeout=120s",
     ]));
     // Gone means cleaned: the agents removed the finalizer only after taking the files off.
-    for node in POOL {
+    for node in *POOL {
         assert_eq!(node_file(node, NET_FILE), None, "{node} still has our file");
         assert_eq!(
             node_file(node, STAGE1_FILE),
@@ -432,5 +430,5 @@ async fn uninstalling_in_the_documented_order_leaves_the_nodes_clean_and_keeps_c
 
     // Back to the installed chart for the other scenarios; the agents need tokens of the new ServiceAccount.
     chart::install(cluster, &[]);
-    run(Command::new(repo_path("e2e/nodes.sh")).arg("start-agents"));
+    start_agents();
 }

@@ -48,10 +48,21 @@ pub fn helm_output(cluster: &TestCluster, args: &[&str]) -> Output {
 /// `helm upgrade --install` of the chart with `extra` arguments (e.g. `--values FILE`); waits for nothing, as there
 /// is no kubelet to start the pods.
 pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
-    run(helm(cluster)
-        .args(["upgrade", "--install", RELEASE, CHART])
-        .args(["--namespace", RELEASE_NAMESPACE, "--create-namespace"])
-        .args(extra))
+    let mut helm = helm(cluster);
+    helm.args(["upgrade", "--install", RELEASE, CHART]).args([
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+    ]);
+    // In the kind profile the release runs the image e2e/kind/run.sh built and loaded into the nodes.
+    if let Ok(image) = std::env::var("RKTNETES_IMAGE")
+        && let Some((repository, tag)) = image.rsplit_once(':')
+    {
+        helm.args(["--set", &format!("image.repository={repository}")])
+            .args(["--set", &format!("image.tag={tag}")])
+            .args(["--set", "image.pullPolicy=Never"]);
+    }
+    run(helm.args(extra))
 }
 
 /// A field of the controller Deployment, by JSONPath (`{.metadata.generation}`), or all of it with `json`.

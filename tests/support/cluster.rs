@@ -29,6 +29,9 @@ pub struct TestCluster {
 pub fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
+        if std::env::var("RKTNETES_E2E_PROFILE").is_ok_and(|profile| profile == "kind") {
+            return kind_cluster();
+        }
         let up = run(Command::new(repo_path("e2e/cluster.sh")).arg("up"));
         let kubeconfig = last_line(&up, "e2e/cluster.sh up");
         let tools = run(Command::new("bash")
@@ -41,6 +44,22 @@ pub fn cluster() -> &'static TestCluster {
         cluster.install_crds();
         cluster
     })
+}
+
+/// The kind cluster of `e2e/kind/run.sh`: its kubeconfig in `KUBECONFIG`, kubectl and helm on the PATH.
+fn kind_cluster() -> TestCluster {
+    let kubeconfig = std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .expect("the kind profile needs KUBECONFIG (e2e/kind/run.sh sets it)");
+    let kubectl = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("kubectl").is_file()))
+        .expect("the kind profile needs kubectl and helm on the PATH");
+    let cluster = TestCluster {
+        kubeconfig,
+        tools_bin: kubectl,
+    };
+    cluster.install_crds();
+    cluster
 }
 
 impl TestCluster {

@@ -4,7 +4,7 @@
 
 use std::{
     process::{Command, Output},
-    sync::OnceLock,
+    sync::{LazyLock, OnceLock},
 };
 
 use super::{
@@ -13,50 +13,110 @@ use super::{
     repo_path, repo_root,
 };
 
+/// The four test nodes: the nspawn machines of `e2e/nodes.sh`, or in the kind profile the workers that
+/// `e2e/kind/run.sh` lists in `RKTNETES_KIND_NODES` (in order; the fourth runs the older rkt).
+fn node_names() -> &'static [&'static str; 4] {
+    static NAMES: LazyLock<[&'static str; 4]> = LazyLock::new(|| {
+        let names: Vec<&'static str> = if kind_profile() {
+            let listed = std::env::var("RKTNETES_KIND_NODES")
+                .expect("the kind profile needs RKTNETES_KIND_NODES (e2e/kind/run.sh sets it)");
+            listed
+                .split_whitespace()
+                .map(|name| &*Box::leak(name.to_owned().into_boxed_str()))
+                .collect()
+        } else {
+            vec![
+                "rktnetes-node-1",
+                "rktnetes-node-2",
+                "rktnetes-node-3",
+                "rktnetes-node-4",
+            ]
+        };
+        names
+            .try_into()
+            .unwrap_or_else(|names: Vec<_>| panic!("the suite needs 4 nodes, got {names:?}"))
+    });
+    &NAMES
+}
+
 /// The nodes the tests apply configs to, labelled `rktnetes.io/pool=e2e`.
-pub const POOL: [&str; 3] = ["rktnetes-node-1", "rktnetes-node-2", "rktnetes-node-3"];
+pub static POOL: LazyLock<[&'static str; 3]> = LazyLock::new(|| {
+    let [a, b, c, _] = *node_names();
+    [a, b, c]
+});
 /// A node whose rkt is older than the configs want, labelled `rktnetes.io/pool=old-rkt`.
-pub const OLD_RKT_NODE: &str = "rktnetes-node-4";
+pub static OLD_RKT_NODE: LazyLock<&'static str> = LazyLock::new(|| node_names()[3]);
 pub const OLD_RKT_VERSION: &str = "1.29.0";
 
+/// Whether the suite runs against the kind cluster of `e2e/kind/run.sh` (which installed the chart, the stand-in
+/// and the nodes) rather than the local control plane and its nspawn machines.
+pub fn kind_profile() -> bool {
+    std::env::var("RKTNETES_E2E_PROFILE").is_ok_and(|profile| profile == "kind")
+}
+
 /// Installs the Helm chart, boots the nodes (replacing any left over) and starts the agents under the chart's
-/// ServiceAccount. Panics, with the harness's output, when a node cannot start.
+/// ServiceAccount; in the kind profile, where `e2e/kind/run.sh` did all that and the agents are the DaemonSet's
+/// pods, only labels the nodes. Panics, with the harness's output, when a node cannot start.
 pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
     static NODES: OnceLock<()> = OnceLock::new();
     NODES.get_or_init(|| {
-        // The chart, as users install it: the agents below run under its ServiceAccount, RBAC and admission
-        // policy, and the tests' controller under its Deployment's arguments and ServiceAccount.
-        chart::install(cluster, &[]);
-        run(Command::new(repo_path("e2e/nodes.sh"))
-            .args(["up", "4", "--rkt-version", &format!("4={OLD_RKT_VERSION}")])
-            .env(
-                "RKTNETES_BIN_DIR",
-                env!("CARGO_BIN_EXE_rktnetes")
-                    .rsplit_once('/')
-                    .map_or(".", |(dir, _)| dir),
-            ));
-        for node in POOL {
+        if !kind_profile() {
+            // The chart, as users install it: the agents below run under its ServiceAccount, RBAC and admission
+            // policy, and the tests' controller under its Deployment's arguments and ServiceAccount.
+            chart::install(cluster, &[]);
+            run(Command::new(repo_path("e2e/nodes.sh"))
+                .args(["up", "4", "--rkt-version", &format!("4={OLD_RKT_VERSION}")])
+                .env(
+                    "RKTNETES_BIN_DIR",
+                    env!("CARGO_BIN_EXE_rktnetes")
+                        .rsplit_once('/')
+                        .map_or(".", |(dir, _)| dir),
+                ));
+        }
+        for node in *POOL {
             cluster.kubectl_ok(&["label", "--overwrite", "node", node, "rktnetes.io/pool=e2e"]);
         }
         cluster.kubectl_ok(&[
             "label",
             "--overwrite",
             "node",
-            OLD_RKT_NODE,
+            *OLD_RKT_NODE,
             "rktnetes.io/pool=old-rkt",
         ]);
-        run(Command::new(repo_path("e2e/nodes.sh")).arg("start-agents"));
+        start_agents();
     });
-    &POOL
+    &*POOL
+}
+
+/// (Re)starts the agents with fresh tokens of the chart's agent ServiceAccount. In the kind profile the agents are
+/// the DaemonSet's pods, whose tokens the kubelet keeps.
+pub fn start_agents() {
+    if !kind_profile() {
+        run(Command::new(repo_path("e2e/nodes.sh")).arg("start-agents"));
+    }
+}
+
+/// How to run a command in a node: `e2e/nodes.sh exec` or, in the kind profile, `RKTNETES_NODE_EXEC`
+/// (`e2e/kind/node-exec.sh`), both taking `NODE -- COMMAND...`.
+fn node_exec(node: &str) -> Command {
+    let mut command = match std::env::var_os("RKTNETES_NODE_EXEC") {
+        Some(exec) => Command::new(exec),
+        None => {
+            let mut command = Command::new(repo_path("e2e/nodes.sh"));
+            command.arg("exec");
+            command
+        }
+    };
+    command.args([node, "--"]).current_dir(repo_root());
+    command
 }
 
 /// Runs a shell command inside a node; returns its output whatever its exit status.
 pub fn node_shell(node: &str, script: &str) -> Output {
-    Command::new(repo_path("e2e/nodes.sh"))
-        .args(["exec", node, "--", "sh", "-c", script])
-        .current_dir(repo_root())
+    node_exec(node)
+        .args(["sh", "-c", script])
         .output()
-        .unwrap_or_else(|error| panic!("cannot run e2e/nodes.sh exec {node}: {error}"))
+        .unwrap_or_else(|error| panic!("cannot run a command in {node}: {error}"))
 }
 
 /// Runs a shell command inside a node and returns its stdout; panics when it fails.
