@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{core::v1::Node, events::v1::Event};
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
 };
 use rktnetes_operator::api::{NodePhase, RktNodeConfig};
@@ -511,5 +511,56 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
                 .then_some(())
         }
     })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+    let node = POOL[2];
+
+    // The agent checks its node every few seconds (3 s here); at rest those checks write nothing.
+    let before = states(&client).await[node].resource_version();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        states(&client).await[node].resource_version(),
+        before,
+        "a node at rest wrote its RktNodeState"
+    );
+
+    let api_service_ready = |wanted: &'static str| {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                let node = Api::<Node>::all(client).get(node).await.ok()?;
+                let conditions = node_conditions(&node);
+                let (status, reason, message) = conditions.get("RktAPIServiceReady")?.clone();
+                (status == wanted).then_some((reason, message))
+            }
+        }
+    };
+    // No event the agent watches: only its periodic check can notice.
+    node_ok(node, "systemctl stop rkt-api.service");
+    let (_, message) = eventually(
+        "the agent reports the stopped rkt API service",
+        api_service_ready("False"),
+    )
+    .await;
+    assert!(message.contains("GetInfo"), "{message}");
+    let state = &states(&client).await[node];
+    assert_eq!(
+        state.status.as_ref().and_then(|s| s.api_service_healthy),
+        Some(false)
+    );
+
+    node_ok(node, "systemctl start rkt-api.service");
+    eventually(
+        "the agent reports the rkt API service back",
+        api_service_ready("True"),
+    )
     .await;
 }

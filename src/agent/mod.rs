@@ -66,6 +66,10 @@ pub struct AgentArgs {
     /// How long systemd's restart job may take, in seconds.
     #[arg(long, default_value_t = 90)]
     pub restart_timeout: u64,
+    /// How often the agent checks the node when nothing happens (the rkt API service's health, the versions, the
+    /// files), in seconds. Findings are written only when they change.
+    #[arg(long, env = "RKTNETES_CHECK_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub check_interval: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +117,13 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             .touched_objects_and_deletions()
     );
     let mut shutdown = std::pin::pin!(crate::shutdown::signal());
+    let check_interval = Duration::from_secs(args.check_interval);
     let mut desired: Option<RktNodeState> = None;
     let mut synced = false;
     tracing::info!(node = args.node_name, "agent started");
     loop {
         let retry = tokio::time::sleep(RETRY);
+        let check = tokio::time::sleep(check_interval);
         tokio::select! {
             event = states.next() => match event {
                 Some(Ok(StateEvent::Present(state))) => { desired = Some(*state); synced = true; }
@@ -130,6 +136,8 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
                 tracing::warn!(%error, "the inotify watch failed");
             },
             () = retry, if agent.needs_retry() => {}
+            // The rkt API service can stop, or rkt be replaced, without any event the agent watches.
+            () = check => {}
             () = &mut shutdown => break,
         }
         if !synced {
