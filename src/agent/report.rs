@@ -13,7 +13,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::api::{RktNodeState, RktNodeStateStatus, node_state::AGENT_CLEANUP_FINALIZER};
+use crate::api::{RktNodeState, RktNodeStateStatus, node_state::Release};
 
 /// The field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "rktnetes-agent";
@@ -47,22 +47,16 @@ impl Reports {
     }
 
     /// Removes the agent's finalizer from a RktNodeState being deleted, once nothing of ours is left on the node.
-    /// The patch carries the resourceVersion it was computed from, so a concurrent change makes it fail and retry.
     pub async fn release(&self, state: &RktNodeState) -> Result<(), kube::Error> {
-        let finalizers = state.metadata.finalizers.clone().unwrap_or_default();
-        if !finalizers.iter().any(|f| f == AGENT_CLEANUP_FINALIZER) {
+        let Some(release) = Release::of(state) else {
             return Ok(());
-        }
-        let remaining: Vec<&String> = finalizers
-            .iter()
-            .filter(|f| *f != AGENT_CLEANUP_FINALIZER)
-            .collect();
-        let patch = json!({"metadata": {
-            "resourceVersion": state.metadata.resource_version,
-            "finalizers": remaining,
-        }});
+        };
         self.states
-            .patch(&self.node, &PatchParams::default(), &Patch::Merge(patch))
+            .patch(
+                &self.node,
+                &PatchParams::default(),
+                &Patch::Merge(release.patch()),
+            )
             .await
             .map(drop)
     }

@@ -18,6 +18,42 @@ pub const MANAGED_ROOTS: [&str; 4] = [
 /// until every state is gone.
 pub const AGENT_CLEANUP_FINALIZER: &str = "rktnetes.io/agent-cleanup";
 
+/// Lifting [`AGENT_CLEANUP_FINALIZER`] from one RktNodeState: the finalizers to keep, computed at
+/// `resource_version`, so that the patch fails (and is retried) when the state changed meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    pub name: String,
+    pub resource_version: Option<String>,
+    pub finalizers: Vec<String>,
+}
+
+impl Release {
+    /// The release of `state`, or `None` when it does not carry the finalizer.
+    pub fn of(state: &RktNodeState) -> Option<Self> {
+        let finalizers = state.metadata.finalizers.as_deref().unwrap_or_default();
+        finalizers
+            .iter()
+            .any(|f| f == AGENT_CLEANUP_FINALIZER)
+            .then(|| Self {
+                name: state.metadata.name.clone().unwrap_or_default(),
+                resource_version: state.metadata.resource_version.clone(),
+                finalizers: finalizers
+                    .iter()
+                    .filter(|f| *f != AGENT_CLEANUP_FINALIZER)
+                    .cloned()
+                    .collect(),
+            })
+    }
+
+    /// The JSON merge patch that lifts the finalizer.
+    pub fn patch(&self) -> serde_json::Value {
+        serde_json::json!({"metadata": {
+            "resourceVersion": self.resource_version,
+            "finalizers": self.finalizers,
+        }})
+    }
+}
+
 /// The largest file content a RktNodeState carries, in bytes.
 pub const MAX_FILE_SIZE: u32 = 65536;
 

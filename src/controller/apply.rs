@@ -96,12 +96,12 @@ impl Writer {
             .map(|release| {
                 let states = &states;
                 async move {
-                    let patch = serde_json::json!({"metadata": {
-                        "resourceVersion": release.resource_version,
-                        "finalizers": release.finalizers,
-                    }});
                     let result = match states
-                        .patch(&release.name, &PatchParams::default(), &Patch::Merge(patch))
+                        .patch(
+                            &release.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(release.patch()),
+                        )
                         .await
                     {
                         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

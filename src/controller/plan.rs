@@ -19,7 +19,10 @@ use super::{
     selection::{Assignment, assign},
 };
 use crate::{
-    api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState, node_state::AGENT_CLEANUP_FINALIZER},
+    api::{
+        RktNodeConfig, RktNodeConfigStatus, RktNodeState,
+        node_state::{AGENT_CLEANUP_FINALIZER, Release},
+    },
     conditions::{name_some, transitions},
     render::{Rendering, render},
 };
@@ -50,14 +53,6 @@ pub struct Plan {
     pub statuses: Vec<(String, RktNodeConfigStatus)>,
     /// Events to record on configs.
     pub events: Vec<PlannedEvent>,
-}
-
-/// A finalizer removal: the finalizers to keep, computed at `resource_version`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Release {
-    pub name: String,
-    pub resource_version: Option<String>,
-    pub finalizers: Vec<String>,
 }
 
 /// An Event about a config.
@@ -122,18 +117,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
             plan.releasing_nodes.push((*node).to_owned());
         }
         if terminating && !existing.contains(node) {
-            let finalizers = state.finalizers();
-            if finalizers.iter().any(|f| f == AGENT_CLEANUP_FINALIZER) {
-                plan.release_states.push(Release {
-                    name: (*node).to_owned(),
-                    resource_version: state.resource_version(),
-                    finalizers: finalizers
-                        .iter()
-                        .filter(|f| *f != AGENT_CLEANUP_FINALIZER)
-                        .cloned()
-                        .collect(),
-                });
-            }
+            plan.release_states.extend(Release::of(state));
         }
     }
 
