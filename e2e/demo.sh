@@ -59,11 +59,10 @@ mapfile -t controller_args < <(kubectl -n rktnetes-system get deployment rktnete
   sed -e 's/\$(POD_NAMESPACE)/rktnetes-system/' -e 's/\$(POD_NAME)/rktnetes-controller-demo/' \
     -e 's/^--http-address=.*/--http-address=127.0.0.1:18080/')
 controller_kubeconfig="$DEMO_DIR/controller.kubeconfig"
+server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
 token=$(kubectl -n rktnetes-system create token rktnetes-controller --duration=24h)
-kubectl config view --raw --minify -o json |
-  jq --arg token "$token" '.users = [{name: "rktnetes-controller", user: {token: $token}}]
-    | .contexts[0].context.user = "rktnetes-controller"' >"$controller_kubeconfig"
-chmod 0600 "$controller_kubeconfig"
+write_token_kubeconfig "$controller_kubeconfig" "$server" "$ca" rktnetes-controller "$token"
 KUBECONFIG=$controller_kubeconfig setsid target/debug/rktnetes "${controller_args[@]}" \
   >"$DEMO_DIR/controller.log" 2>&1 </dev/null &
 echo $! >"$CONTROLLER_PID"

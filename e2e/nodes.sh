@@ -488,7 +488,7 @@ register_node_objects() {
 
 # Writes a node's kubeconfig and (re)starts its agent.
 start_agents() {
-  local server ca port name token tmp
+  local server ca port name token
   server=$(kubectl_admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
   ca=$(kubectl_admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
   port=${server##*:}
@@ -506,28 +506,8 @@ agents (or set RKTNETES_AGENT_NAMESPACE and RKTNETES_AGENT_SERVICE_ACCOUNT to th
     # to its own node) and dies with the Node.
     token=$(kubectl_admin -n "$AGENT_NAMESPACE" create token "$AGENT_SERVICE_ACCOUNT" --duration=24h \
       --bound-object-kind=Node --bound-object-name="$name")
-    tmp=$(mktemp "$NODES_DIR/$name/root/etc/rktnetes/.kubeconfig.XXXXXX")
-    cat >"$tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: rktnetes
-  cluster:
-    server: https://$NODE_HOST_IP:$port
-    certificate-authority-data: $ca
-users:
-- name: $AGENT_SERVICE_ACCOUNT
-  user:
-    token: $token
-contexts:
-- name: rktnetes
-  context:
-    cluster: rktnetes
-    user: $AGENT_SERVICE_ACCOUNT
-current-context: rktnetes
-EOF
-    chmod 0600 "$tmp"
-    mv "$tmp" "$NODES_DIR/$name/root/etc/rktnetes/kubeconfig"
+    write_token_kubeconfig "$NODES_DIR/$name/root/etc/rktnetes/kubeconfig" "https://$NODE_HOST_IP:$port" "$ca" \
+      "$AGENT_SERVICE_ACCOUNT" "$token"
     node_exec "$name" systemctl restart rktnetes-agent.service
     log "$name: agent started"
   done

@@ -3,9 +3,8 @@
 
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
 use kube::{
-    Api, Client, Config, ResourceExt,
+    Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use rktnetes_operator::api::{RktNodeConfig, RktNodeState};
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::support::{
     chart::{self, AGENT_NAMESPACE, RELEASE, RELEASE_NAMESPACE, helm},
-    cluster::{TestCluster, run},
+    cluster::{TestCluster, client_from, run},
     nodes::start_agents,
 };
 
@@ -22,14 +21,6 @@ fn manifest(name: &str, object: &Value) -> std::path::PathBuf {
     let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
     std::fs::write(&path, object.to_string()).expect("the manifest can be written");
     path
-}
-
-async fn client_from(kubeconfig: &std::path::Path) -> Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("the kubeconfig is readable");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("the kubeconfig is valid");
-    Client::try_from(config).expect("a client")
 }
 
 /// The status code and message of a refused request; panics when it was allowed.

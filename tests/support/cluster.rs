@@ -4,7 +4,7 @@
 //! There is no skipping: when the control plane cannot start, the test fails and says why.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
     sync::OnceLock,
     time::{Duration, Instant},
@@ -15,7 +15,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use super::{repo_path, repo_root};
+use super::{kind_profile, repo_path, repo_root};
 
 /// A running control plane.
 pub struct TestCluster {
@@ -29,7 +29,7 @@ pub struct TestCluster {
 pub fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        if std::env::var("RKTNETES_E2E_PROFILE").is_ok_and(|profile| profile == "kind") {
+        if kind_profile() {
             return kind_cluster();
         }
         let up = run(Command::new(repo_path("e2e/cluster.sh")).arg("up"));
@@ -65,12 +65,7 @@ fn kind_cluster() -> TestCluster {
 impl TestCluster {
     /// A client of the admin identity. Make one per test: a client belongs to the runtime that made it.
     pub async fn client(&self) -> Client {
-        let kubeconfig =
-            Kubeconfig::read_from(&self.kubeconfig).expect("the admin kubeconfig is readable");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("the admin kubeconfig is valid");
-        Client::try_from(config).expect("a client can be built from the admin kubeconfig")
+        client_from(&self.kubeconfig).await
     }
 
     /// `kubectl` against this cluster.
@@ -106,6 +101,16 @@ impl TestCluster {
             "crd/rktnodestates.rktnetes.io",
         ]);
     }
+}
+
+/// A client of the identity in `kubeconfig` (the admin's, or a ServiceAccount token's).
+pub async fn client_from(kubeconfig: &Path) -> Client {
+    let read = Kubeconfig::read_from(kubeconfig)
+        .unwrap_or_else(|error| panic!("{} is not readable: {error}", kubeconfig.display()));
+    let config = Config::from_custom_kubeconfig(read, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|error| panic!("{} is not valid: {error}", kubeconfig.display()));
+    Client::try_from(config).expect("a client can be built from the kubeconfig")
 }
 
 /// Retries `attempt` until it returns `Some` or `timeout` passes.

@@ -20,7 +20,7 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use rktnetes_operator::{
-    api::{NodePhase, RktNodeConfig, RktNodeState},
+    api::{NodePhase, RktNodeConfig, RktNodeState, node_state::Release},
     controller::rollout::NodeProgress,
 };
 use serde_json::json;
@@ -203,14 +203,7 @@ pub async fn reset(client: &Client) {
         // No agent is left to release the states (the scenario that made them has ended), and the garbage
         // collector may delete more of them meanwhile.
         for state in states.list(&all).await.map(|l| l.items).unwrap_or_default() {
-            let release = json!({"metadata": {"finalizers": null}});
-            let _ = states
-                .patch(
-                    &state.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&release),
-                )
-                .await;
+            lift_cleanup_finalizer(&states, &state).await;
             let _ = states.delete(&state.name_any(), &now).await;
         }
         let left = configs.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
@@ -222,6 +215,20 @@ pub async fn reset(client: &Client) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the cluster could not be emptied between scenarios");
+}
+
+/// Lifts the agent's cleanup finalizer as an agent does once its node is clean; errors are left to the caller's
+/// next round.
+async fn lift_cleanup_finalizer(states: &Api<RktNodeState>, state: &RktNodeState) {
+    if let Some(release) = Release::of(state) {
+        let _ = states
+            .patch(
+                &release.name,
+                &PatchParams::default(),
+                &Patch::Merge(release.patch()),
+            )
+            .await;
+    }
 }
 
 /// Makes sure the namespace of the Lease and the DaemonSet exists.
@@ -330,10 +337,7 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
             let node = state.name_any();
             if state.metadata.deletion_timestamp.is_some() {
                 // A real agent takes its files off the node, then lets the state go.
-                let release = json!({"metadata": {"finalizers": null}});
-                let _ = api
-                    .patch(&node, &PatchParams::default(), &Patch::Merge(&release))
-                    .await;
+                lift_cleanup_finalizer(&api, &state).await;
                 continue;
             }
             let hash = state.spec.hash.clone();

@@ -9,6 +9,12 @@ pub mod nodes;
 
 use std::path::{Path, PathBuf};
 
+/// Whether the suite runs against the kind cluster of `e2e/kind/run.sh` (which installed the chart, the stand-in
+/// and the nodes) rather than the local control plane and its nspawn machines.
+pub fn kind_profile() -> bool {
+    std::env::var("RKTNETES_E2E_PROFILE").is_ok_and(|profile| profile == "kind")
+}
+
 /// The repository's root, whatever directory the tests run from.
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

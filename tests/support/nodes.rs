@@ -10,7 +10,7 @@ use std::{
 use super::{
     chart,
     cluster::{TestCluster, run},
-    repo_path, repo_root,
+    kind_profile, repo_path, repo_root,
 };
 
 /// The four test nodes: the nspawn machines of `e2e/nodes.sh`, or in the kind profile the workers that
@@ -47,12 +47,6 @@ pub static POOL: LazyLock<[&'static str; 3]> = LazyLock::new(|| {
 /// A node whose rkt is older than the configs want, labelled `rktnetes.io/pool=old-rkt`.
 pub static OLD_RKT_NODE: LazyLock<&'static str> = LazyLock::new(|| node_names()[3]);
 pub const OLD_RKT_VERSION: &str = "1.29.0";
-
-/// Whether the suite runs against the kind cluster of `e2e/kind/run.sh` (which installed the chart, the stand-in
-/// and the nodes) rather than the local control plane and its nspawn machines.
-pub fn kind_profile() -> bool {
-    std::env::var("RKTNETES_E2E_PROFILE").is_ok_and(|profile| profile == "kind")
-}
 
 /// Installs the Helm chart, boots the nodes (replacing any left over) and starts the agents under the chart's
 /// ServiceAccount; in the kind profile, where `e2e/kind/run.sh` did all that and the agents are the DaemonSet's
