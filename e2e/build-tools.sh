@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and helm from their published Go modules at the
-# versions pinned in versions.env, into a cache outside the clone. Does nothing when they are already built.
+# Builds the tools the tests run from their published Go modules at the versions pinned in versions.env, into a
+# cache outside the clone (keyed by those versions). Does nothing for a set that is already built.
 #
-# `go install k8s.io/kubernetes/cmd/...@vX` refuses a module with replace directives, so each tool is built inside a
-# small module of our own that requires it and, for Kubernetes, replaces every staging module with its published
-# v0.<minor>.<patch>; the list is read from that version's own go.mod, not typed here.
+#   e2e/build-tools.sh           the local control plane: kube-apiserver, kube-controller-manager, kubectl, etcd,
+#                                helm (into $TOOLS_BIN)
+#   e2e/build-tools.sh kind      also what the kind lane's images are made of (into $KIND_TOOLS_BIN): kind; kubelet,
+#                                kubeadm, kube-scheduler, kube-proxy; containerd, ctr and its runc shim; crictl;
+#                                CoreDNS and pause at the versions this Kubernetes' kubeadm deploys
+#
+# `go install k8s.io/kubernetes/cmd/...@vX` refuses a module with replace directives, so Kubernetes' commands are
+# built inside a small module of our own that requires it and replaces every staging module with its published
+# v0.<minor>.<patch>; the list is read from that version's own go.mod, not typed here. The other modules have no
+# replace directives and build with `go install MODULE/CMD@VERSION`.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-stamp="$TOOLS_DIR/.complete"
-if [[ -f "$stamp" ]]; then
-  exit 0
-fi
+set_name=${1:-control-plane}
+[[ $set_name == @(control-plane|kind) ]] || die "usage: $0 [control-plane|kind]"
 command -v go >/dev/null || die "go is not on PATH; the local cluster is built from Go modules"
 
 work="$TOOLS_DIR/modules"
@@ -19,8 +24,10 @@ mkdir -p "$TOOLS_BIN" "$work"
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 
+# build_kubernetes DIR COMMAND...: Kubernetes' commands (cmd/NAME) into DIR.
 build_kubernetes() {
-  local dir="$work/kubernetes" staging_version gomod
+  local out=$1 dir="$work/kubernetes" staging_version gomod command
+  shift
   staging_version="v0.${KUBERNETES_VERSION#v1.}"
   mkdir -p "$dir"
   log "resolving k8s.io/kubernetes@$KUBERNETES_VERSION"
@@ -37,26 +44,14 @@ build_kubernetes() {
     sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
     echo ")"
   } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-// Package tools pins the commands this module builds.
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-  local ldflags="" pkg
+  local ldflags="" pkg packages=()
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
     ldflags+=" -X $pkg.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean"
   done
-  log "building kube-apiserver, kube-controller-manager and kubectl $KUBERNETES_VERSION (slow the first time)"
-  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$TOOLS_BIN/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+  for command; do packages+=("k8s.io/kubernetes/cmd/$command"); done
+  log "building $* $KUBERNETES_VERSION (slow the first time)"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/" "${packages[@]}")
 }
 
 build_etcd() {
@@ -111,8 +106,74 @@ GO
     -o "$TOOLS_BIN/helm" "helm.sh/helm/$major/cmd/helm")
 }
 
-[[ -x "$TOOLS_BIN/etcd" ]] || build_etcd
-[[ -x "$TOOLS_BIN/kube-apiserver" && -x "$TOOLS_BIN/kube-controller-manager" && -x "$TOOLS_BIN/kubectl" ]] || build_kubernetes
-[[ -x "$TOOLS_BIN/helm" ]] || build_helm
-touch "$stamp"
-log "tools ready in $TOOLS_BIN"
+# go_install DIR MODULE/CMD@VERSION [LDFLAGS [TAGS]]: a command of a module without replace directives, into DIR.
+go_install() {
+  local out=$1 target=$2 ldflags=${3:-} tags=${4:-}
+  log "building ${target%@*} ${target#*@}"
+  GOBIN=$out GOFLAGS=-buildvcs=false go install -trimpath -tags "$tags" -ldflags "-s -w $ldflags" "$target"
+}
+
+# The images `kubeadm config images list` names for this Kubernetes: what the kind node image must carry.
+kubeadm_image() {
+  "$KIND_TOOLS_BIN/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION" 2>/dev/null |
+    sed -n "s#^registry.k8s.io/$1:##p"
+}
+
+# kubeadm's pause, from the pause.c of the same Kubernetes module, as a static binary (it runs in an image
+# with nothing else in it).
+build_pause() {
+  local version source
+  version=$(kubeadm_image pause)
+  [[ -n $version ]] || die "kubeadm $KUBERNETES_VERSION names no pause image"
+  source=$(cd "$work/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+  [[ -f $source ]] || die "k8s.io/kubernetes@$KUBERNETES_VERSION has no $source"
+  log "building pause $version"
+  command -v gcc >/dev/null || die "gcc is not installed; pause is C"
+  gcc -Os -static -Wall -Werror -DVERSION="$version" -o "$KIND_TOOLS_BIN/pause" "$source"
+  echo "$version" >"$KIND_TOOLS_BIN/pause.version"
+}
+
+build_control_plane() {
+  local stamp="$TOOLS_DIR/.complete"
+  [[ -f $stamp ]] && return 0
+  mkdir -p "$TOOLS_BIN"
+  [[ -x "$TOOLS_BIN/etcd" ]] || build_etcd
+  [[ -x "$TOOLS_BIN/kube-apiserver" && -x "$TOOLS_BIN/kube-controller-manager" && -x "$TOOLS_BIN/kubectl" ]] ||
+    build_kubernetes "$TOOLS_BIN" kube-apiserver kube-controller-manager kubectl
+  [[ -x "$TOOLS_BIN/helm" ]] || build_helm
+  touch "$stamp"
+  log "tools ready in $TOOLS_BIN"
+}
+
+build_kind_lane() {
+  local stamp="$KIND_TOOLS_DIR/.complete" coredns
+  [[ -f $stamp ]] && return 0
+  mkdir -p "$KIND_TOOLS_BIN"
+  [[ -x "$KIND_TOOLS_BIN/kind" ]] || go_install "$KIND_TOOLS_BIN" "sigs.k8s.io/kind@$KIND_VERSION"
+  [[ -x "$KIND_TOOLS_BIN/kubelet" && -x "$KIND_TOOLS_BIN/kubeadm" && -x "$KIND_TOOLS_BIN/kube-scheduler" &&
+    -x "$KIND_TOOLS_BIN/kube-proxy" ]] ||
+    build_kubernetes "$KIND_TOOLS_BIN" kubelet kubeadm kube-scheduler kube-proxy
+  local containerd_module=github.com/containerd/containerd/v2 command
+  for command in containerd ctr containerd-shim-runc-v2; do
+    # No btrfs, devmapper or zfs snapshotters: kind's nodes use overlayfs, and those need cgo.
+    [[ -x "$KIND_TOOLS_BIN/$command" ]] || go_install "$KIND_TOOLS_BIN" \
+      "$containerd_module/cmd/$command@$CONTAINERD_VERSION" \
+      "-X $containerd_module/version.Version=$CONTAINERD_VERSION -X $containerd_module/version.Revision=module" \
+      no_btrfs,no_devmapper,no_zfs
+  done
+  [[ -x "$KIND_TOOLS_BIN/crictl" ]] || go_install "$KIND_TOOLS_BIN" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION" \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+  coredns=$(kubeadm_image coredns/coredns)
+  [[ -n $coredns ]] || die "kubeadm $KUBERNETES_VERSION names no CoreDNS image"
+  if [[ ! -x "$KIND_TOOLS_BIN/coredns" || $(cat "$KIND_TOOLS_BIN/coredns.version" 2>/dev/null) != "$coredns" ]]; then
+    go_install "$KIND_TOOLS_BIN" "github.com/coredns/coredns@$coredns" "-X github.com/coredns/coredns/coremain.GitCommit=$coredns"
+    echo "$coredns" >"$KIND_TOOLS_BIN/coredns.version"
+  fi
+  [[ -x "$KIND_TOOLS_BIN/pause" ]] || build_pause
+  touch "$stamp"
+  log "kind lane tools ready in $KIND_TOOLS_BIN"
+}
+
+build_control_plane
+[[ $set_name == kind ]] && build_kind_lane
+exit 0

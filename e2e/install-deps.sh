@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need, when missing. Safe to run again.
+#
+#   e2e/install-deps.sh        what the local lanes need
+#   e2e/install-deps.sh kind   also what the kind lane needs: a C compiler and static C library (pause), and
+#                              Debian's docker.io when no Docker engine answers (a user's own Docker is used as is)
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 # debootstrap and systemd-container (systemd-nspawn) build and boot the test nodes of e2e/nodes.sh.
 packages=(openssl iproute2 jq curl procps containernetworking-plugins debootstrap systemd-container lua5.1)
+if [[ ${1:-} == kind ]]; then
+  packages+=(gcc libc6-dev)
+  if ! timeout 20 docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
+    packages+=(docker.io)
+  fi
+elif (($#)); then
+  die "usage: $0 [kind]"
+fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

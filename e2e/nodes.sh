@@ -41,6 +41,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
+# shellcheck source=lib/debian.sh
+. "$E2E_DIR/lib/debian.sh"
 
 BIN_DIR=${RKTNETES_BIN_DIR:-$REPO_DIR/target/debug}
 ROOT_MODE=${RKTNETES_NODE_ROOT_MODE:-auto}
@@ -161,14 +163,6 @@ wait_gone() {
   echo "${left[@]}"
 }
 
-unmount_under() { # every mount below a directory, deepest first
-  local target
-  findmnt -rn -o TARGET | awk -v dir="$1/" 'index($0, dir) == 1' | sort -r | while read -r target; do
-    # findmnt escapes blanks in paths as \x20
-    target=$(printf '%b' "$target")
-    umount "$target" 2>/dev/null || umount --lazy "$target" || die "cannot unmount $target"
-  done
-}
 
 # Stops every node (those in pid files and orphans), then whatever their containers left, and deletes their state;
 # the console logs stay until the next `up`, for a post-mortem.
@@ -214,48 +208,6 @@ teardown_nodes() {
 
 # --- the node root -----------------------------------------------------------------------------------------------
 
-host_suite() {
-  local id codename
-  id=$(sed -n 's/^ID=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
-  codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
-  [[ $id == debian && -n $codename ]] || die "this host is not Debian ($id); set RKTNETES_NODE_SUITE to a Debian release"
-  echo "$codename"
-}
-
-# The Debian mirror apt uses on this machine for the suite: the first source, one-line or deb822 style, that
-# serves it (not the security archive, which has its own suites); Debian's own redirector if none does.
-apt_mirror() {
-  local suite=$1 file uri=""
-  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $file ]] || continue
-    # deb [option=value ...] URI SUITE COMPONENT...
-    uri=$(awk -v suite="$suite" '$1 == "deb" {
-      i = 2
-      if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
-      if ($(i + 1) == suite) { print $i; exit }
-    }' "$file")
-    [[ -z $uri ]] || break
-  done
-  for file in /etc/apt/sources.list.d/*.sources; do
-    [[ -z $uri && -f $file ]] || continue
-    uri=$(awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" } {
-      types = uris = suites = ""; enabled = "yes"
-      for (i = 1; i <= NF; i++) {
-        if ($i ~ /^#/) continue
-        split($i, kv, /:[ \t]*/)
-        value = substr($i, length(kv[1]) + 2); sub(/^[ \t]+/, "", value)
-        if (kv[1] == "Types") types = value
-        else if (kv[1] == "URIs") uris = value
-        else if (kv[1] == "Suites") suites = value
-        else if (kv[1] == "Enabled") enabled = tolower(value)
-      }
-      if (enabled != "no" && (" " types " ") ~ / deb / && (" " suites " ") ~ (" " suite " ")) {
-        split(uris, uri, /[ \t]+/); print uri[1]; exit
-      }
-    }' "$file")
-  done
-  echo "${uri:-http://deb.debian.org/debian}"
-}
 
 # What every node has in common, done once on the cached root.
 prepare_root() {
@@ -280,31 +232,7 @@ prepare_root() {
 
 # Builds the Debian root once; it is rebuilt when the suite, the package list or prepare_root change.
 ensure_root() {
-  local suite=$1 root=$ROOTFS_DIR/$1 stamp want mirror
-  stamp=$root.stamp
-  want="suite=$suite packages=${ROOT_PACKAGES[*]} prepare=$(declare -f prepare_root | sha256sum | cut -c1-16)"
-  if [[ -d $root && $(cat "$stamp" 2>/dev/null) == "$want" ]]; then
-    return 0
-  fi
-  command -v debootstrap >/dev/null || die "debootstrap is not installed; run e2e/install-deps.sh"
-  mirror=${RKTNETES_DEBIAN_MIRROR:-$(apt_mirror "$suite")}
-  log "building the node root: Debian $suite from $mirror into $root (about a minute, once)"
-  mkdir -p "$ROOTFS_DIR"
-  # A debootstrap that died half-way can leave /proc and /sys mounted in its target.
-  unmount_under "$root.tmp"
-  rm -rf --one-file-system "$root.tmp"
-  if ! debootstrap --variant=minbase --include="$(IFS=,; echo "${ROOT_PACKAGES[*]}")" \
-    "$suite" "$root.tmp" "$mirror" >"$ROOTFS_DIR/debootstrap.log" 2>&1; then
-    tail -n 20 "$ROOTFS_DIR/debootstrap.log" >&2
-    unmount_under "$root.tmp"
-    die "debootstrap failed; see $ROOTFS_DIR/debootstrap.log"
-  fi
-  prepare_root "$root.tmp"
-  rm -f "$stamp"
-  rm -rf --one-file-system "$root"
-  mv "$root.tmp" "$root"
-  echo "$want" >"$stamp"
-  log "node root ready ($(du -sh "$root" | cut -f1))"
+  cached_debian_root "$ROOTFS_DIR/$1" "$1" prepare_root "${ROOT_PACKAGES[@]}"
 }
 
 # Gives a node its own root at DIR/root: an overlay over the cached root (its changes in DIR/upper), or a copy.
@@ -566,7 +494,7 @@ cmd_up() {
     command -v "$name" >/dev/null || die "$name is not installed; run e2e/install-deps.sh"
   done
   [[ $(id -u) == 0 ]] || die "test nodes need root"
-  suite=${RKTNETES_NODE_SUITE:-$(host_suite)}
+  suite=${RKTNETES_NODE_SUITE:-$(host_suite)} || die "this host is not Debian; set RKTNETES_NODE_SUITE to a Debian release"
   if $with_agent; then cluster_up || die "--with-agent needs the cluster; run: e2e/cluster.sh up"; fi
 
   lock

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: on a fresh machine it installs what is missing, builds the local control plane from Go
-# modules (cached outside the clone), checks formatting and lints, and runs every test tier with cargo test
-# (the node tier debootstraps its Debian root once, cached, and boots systemd-nspawn machines).
+# modules (cached outside the clone), checks formatting and lints, and runs every test tier with cargo test (the
+# node tier debootstraps its Debian root once, cached, and boots systemd-nspawn machines); then the kind lane
+# (e2e/kind/run.sh): a kind cluster built and run on this machine, with the chart's pods on its kubelets.
 #
 #   e2e/test.sh              everything
-#   e2e/test.sh -- NAME      extra arguments go to cargo test (a filter, --nocapture ...)
+#   e2e/test.sh -- NAME      extra arguments go to cargo test (a filter, --nocapture ...); the kind lane is skipped
+#   RKTNETES_SKIP_KIND=1     skips the kind lane
 #
 # The control plane is left running when it was already up before, and stopped otherwise.
 set -euo pipefail
@@ -19,19 +21,35 @@ started=$(date +%s)
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+# --all-targets leaves out the kind lane's test binary (not run by a plain cargo test); it is named on its own.
+cargo clippy --all-targets --test kind --locked -- -D warnings
 
 was_up=false
 "$E2E_DIR/cluster.sh" status >/dev/null 2>&1 && was_up=true
 # The node tests boot systemd-nspawn machines; they never outlive the test run.
-if $was_up; then
-  trap '"$E2E_DIR/nodes.sh" down >&2 || true' EXIT
-else
-  trap '"$E2E_DIR/nodes.sh" down >&2 || true; "$E2E_DIR/cluster.sh" down >&2 || true' EXIT
-fi
+stop_local() {
+  "$E2E_DIR/nodes.sh" down >&2 || true
+  $was_up || "$E2E_DIR/cluster.sh" down >&2 || true
+}
+trap stop_local EXIT
 log "starting the local control plane"
 "$E2E_DIR/cluster.sh" up >/dev/null
 
 log "cargo test"
 cargo test --locked --no-fail-fast "$@"
-log "all tests passed in $(( $(date +%s) - started ))s"
+log "local tiers passed in $(($(date +%s) - started))s"
+
+if (($#)); then
+  log "a test filter was given: the kind lane is skipped"
+  exit 0
+elif [[ -n ${RKTNETES_SKIP_KIND:-} ]]; then
+  log "RKTNETES_SKIP_KIND is set: the kind lane is skipped"
+  exit 0
+fi
+# The kind lane needs the machine's cores and memory more than the local nodes do.
+stop_local
+trap - EXIT
+kind_started=$(date +%s)
+log "the kind lane"
+"$E2E_DIR/kind/run.sh" ci
+log "kind lane passed in $(($(date +%s) - kind_started))s; all tests passed in $(($(date +%s) - started))s"

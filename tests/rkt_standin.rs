@@ -401,7 +401,7 @@ async fn get_info_against_a_silent_server_times_out() {
 
 #[tokio::test]
 async fn version_from_cli_reads_the_stand_in() {
-    let version = version_from_cli(Some(RKT), Duration::from_secs(10))
+    let version = version_from_cli(tokio::process::Command::new(RKT), Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(version, rkt_version());
@@ -410,9 +410,12 @@ async fn version_from_cli_reads_the_stand_in() {
 #[tokio::test]
 async fn version_from_cli_names_a_missing_binary() {
     let missing = "/nonexistent/rkt";
-    let error = version_from_cli(Some(missing), Duration::from_secs(10))
-        .await
-        .unwrap_err();
+    let error = version_from_cli(
+        tokio::process::Command::new(missing),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, RktApiError::Spawn { .. }), "{error}");
     assert!(error.to_string().contains(missing), "{error}");
 }

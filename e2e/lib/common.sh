@@ -10,6 +10,9 @@ REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
 RKTNETES_CACHE=${RKTNETES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rktnetes}
 TOOLS_DIR="$RKTNETES_CACHE/tools/kubernetes-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 TOOLS_BIN="$TOOLS_DIR/bin"
+# The kind lane's own tools (e2e/build-tools.sh kind): what its node image is made of, and kind.
+KIND_TOOLS_DIR="$RKTNETES_CACHE/tools/kind-$KIND_VERSION-kubernetes-$KUBERNETES_VERSION-containerd-$CONTAINERD_VERSION-crictl-$CRI_TOOLS_VERSION"
+KIND_TOOLS_BIN="$KIND_TOOLS_DIR/bin"
 
 # Test nodes (e2e/nodes.sh): systemd-nspawn machines behind a host bridge, each in a network namespace of its
 # own. One /24: the host is .1 on the bridge, node i is .(10+i).

@@ -9,6 +9,7 @@ mod atomic_file;
 mod checks;
 mod drift;
 mod host_files;
+mod host_namespace;
 mod ledger;
 mod report;
 mod systemd;
@@ -28,6 +29,7 @@ use self::{
     checks::{Observation, Outcome},
     drift::DriftWatch,
     host_files::Host,
+    host_namespace::{HostNamespaceError, HostPrograms},
     ledger::{LedgerError, LedgerFile},
     report::Reports,
     systemd::{Systemd, SystemdError},
@@ -35,7 +37,7 @@ use self::{
 use crate::{
     api::{
         RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
-        node_state::MANAGED_ROOTS,
+        node_state::{AGENT_STATE_DIR, DBUS_SOCKET, MANAGED_ROOTS},
     },
     conditions::merge_conditions,
     rkt::client::{get_info, version_from_cli},
@@ -58,8 +60,12 @@ pub struct AgentArgs {
     #[arg(long, default_value = "/")]
     pub host_root: PathBuf,
     /// Where the agent keeps its ledger, as a host path.
-    #[arg(long, default_value = "/var/lib/rktnetes")]
+    #[arg(long, default_value = AGENT_STATE_DIR)]
     pub state_dir: String,
+    /// The host's mount namespace (`/proc/1/ns/mnt` with the host's PID namespace), in which the node's own
+    /// programs run (`rkt version`, `spec.rkt.path`); without it they run in the agent's own.
+    #[arg(long)]
+    pub host_mount_namespace: Option<PathBuf>,
     /// How long the rkt API service may take to answer GetInfo after a restart, in seconds.
     #[arg(long, default_value_t = 30)]
     pub health_timeout: u64,
@@ -82,6 +88,8 @@ pub enum AgentError {
     Ledger(#[from] LedgerError),
     #[error("cannot watch the host's configuration directories: {0}")]
     Drift(#[source] std::io::Error),
+    #[error(transparent)]
+    HostNamespace(#[from] HostNamespaceError),
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
@@ -90,6 +98,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let host = Host {
         root: args.host_root.clone(),
     };
+    let host_programs = HostPrograms::new(args.host_mount_namespace.as_deref())?;
     let ledger_file = LedgerFile::new(&host.path(&args.state_dir));
     for root in MANAGED_ROOTS {
         // A crash between creating a temporary file and renaming it leaves the temporary behind.
@@ -107,6 +116,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         restart_timeout: Duration::from_secs(args.restart_timeout),
         applying_reported: None,
         cleanup_pending: false,
+        host_programs,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;
 
@@ -120,7 +130,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let check_interval = Duration::from_secs(args.check_interval);
     let mut desired: Option<RktNodeState> = None;
     let mut synced = false;
-    tracing::info!(node = args.node_name, "agent started");
+    tracing::info!(
+        node = args.node_name,
+        programs = agent.host_programs.describe(),
+        "agent started"
+    );
     loop {
         let retry = tokio::time::sleep(RETRY);
         let check = tokio::time::sleep(check_interval);
@@ -211,6 +225,8 @@ struct Agent {
     applying_reported: Option<String>,
     /// Removing our files, or the finalizer after that, failed and is retried.
     cleanup_pending: bool,
+    /// Where the node's own programs run.
+    host_programs: HostPrograms,
 }
 
 impl Agent {
@@ -234,7 +250,7 @@ impl Agent {
     /// Brings the host to `desired` (or to nothing of ours) and reports. Errors are reported, never fatal.
     async fn reconcile(&mut self, desired: Option<&RktNodeState>) {
         if self.systemd.is_none() {
-            match Systemd::connect().await {
+            match Systemd::connect(&self.host.path(DBUS_SOCKET)).await {
                 Ok(systemd) => self.systemd = Some(systemd),
                 Err(error) => tracing::warn!(%error, "systemd is not reachable yet"),
             }
@@ -459,9 +475,12 @@ impl Agent {
         let health = wait_for_get_info(&spec.rkt.api_endpoint, self.health_timeout).await;
         let rkt_version = match &health {
             Ok(version) => Some(version.clone()),
-            Err(_) => version_from_cli(spec.rkt.path.as_deref(), Duration::from_secs(10))
-                .await
-                .ok(),
+            Err(_) => {
+                let rkt = self
+                    .host_programs
+                    .command(spec.rkt.path.as_deref().unwrap_or("rkt"));
+                version_from_cli(rkt, Duration::from_secs(10)).await.ok()
+            }
         };
         Observation {
             systemd_version,

@@ -1,9 +1,9 @@
 //! systemd over its D-Bus API: its version, and restarting the rkt API service with the job's result.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use futures::StreamExt;
-use zbus::{Connection, OwnedObjectPath, proxy};
+use zbus::{OwnedObjectPath, connection, proxy};
 
 /// The oldest systemd Kubernetes' rkt runtime accepts (seed 003).
 pub const MIN_SYSTEMD_VERSION: u32 = 219;
@@ -50,8 +50,16 @@ pub struct Systemd {
 }
 
 impl Systemd {
-    pub async fn connect() -> Result<Self, SystemdError> {
-        let connection = Connection::system().await?;
+    /// Connects through the system bus socket at `socket` (the DaemonSet mounts the host's at the same path), or
+    /// wherever `DBUS_SYSTEM_BUS_ADDRESS` says. Not through libdbus' default `/var/run/...`: the agent's image has
+    /// no `/var/run`.
+    pub async fn connect(socket: &Path) -> Result<Self, SystemdError> {
+        let builder = if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_some() {
+            connection::Builder::system()
+        } else {
+            connection::Builder::address(format!("unix:path={}", socket.display()).as_str())
+        };
+        let connection = builder.build().await?;
         let manager = ManagerProxy::new(&connection).await?;
         manager.subscribe().await?;
         Ok(Self { manager })

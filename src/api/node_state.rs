@@ -13,6 +13,16 @@ pub const MANAGED_ROOTS: [&str; 4] = [
     "/etc/systemd/system/kubelet.service.d/",
 ];
 
+/// Where the agent keeps its ledger (what it wrote, for removal and rollback) across restarts: a host path, which
+/// the agent DaemonSet mounts.
+pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";
+/// The system D-Bus socket, through which the agent asks systemd to restart the rkt API service; the DaemonSet
+/// mounts it at this path.
+pub const DBUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// The mount namespace of the node's init (the agent DaemonSet shares the host's PID namespace): the agent runs the
+/// node's own programs (`rkt version`, `spec.rkt.path`) in it, so that they resolve on the host, not in its image.
+pub const HOST_MOUNT_NAMESPACE: &str = "/proc/1/ns/mnt";
+
 /// The controller puts this finalizer on every RktNodeState; the node's agent removes it once it has taken its
 /// files off the node. Deleting a state therefore waits for the node to be clean, and the agent DaemonSet stays
 /// until every state is gone.

@@ -20,17 +20,16 @@ use k8s_openapi::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::api::{NodeSelector, RktNodeConfig, node_state::MANAGED_ROOTS};
+use crate::api::{
+    NodeSelector, RktNodeConfig,
+    node_state::{AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE, MANAGED_ROOTS},
+};
 
 /// The per-pod stage1 override (seed 003): the agent needs the host's mount namespace, so it runs under fly.
 pub const STAGE1_OVERRIDE_ANNOTATION: &str = "rkt.alpha.kubernetes.io/stage1-name-override";
 pub const STAGE1_FLY: &str = "coreos.com/rkt/stage1-fly";
 /// The hash of the DaemonSet the controller last applied; equal hashes mean there is nothing to write.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "rktnetes.io/template-hash";
-/// Where the agent keeps what it wrote (for removal and rollback) across restarts.
-pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";
-/// The system D-Bus socket, through which the agent asks systemd to restart the rkt API service.
-pub const DBUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
 /// How the agent DaemonSet is deployed; from the controller's command line, which the Helm chart sets.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +43,8 @@ pub struct AgentSettings {
     pub tolerations: Vec<Toleration>,
     pub resources: Option<ResourceRequirements>,
     pub priority_class_name: Option<String>,
+    /// How often the agent checks its node when nothing happens, in seconds.
+    pub check_interval_seconds: u64,
 }
 
 /// The DaemonSet for the nodes `configs` select and the `releasing` nodes (whose state is being deleted and
@@ -81,6 +82,8 @@ pub fn agent_daemonset(
         args: Some(vec![
             "agent".to_owned(),
             "--node-name=$(NODE_NAME)".to_owned(),
+            format!("--check-interval={}", settings.check_interval_seconds),
+            format!("--host-mount-namespace={HOST_MOUNT_NAMESPACE}"),
         ]),
         env: Some(vec![
             EnvVar {
@@ -142,8 +145,11 @@ pub fn agent_daemonset(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(settings.service_account.clone()),
-                    // The agent reaches the rkt API service on the node's localhost.
+                    // The agent reaches the rkt API service on the node's localhost, and runs the node's own
+                    // programs in the mount namespace of the node's init; stage1-fly shares both namespaces with
+                    // the host anyway, other runtimes are told to.
                     host_network: Some(true),
+                    host_pid: Some(true),
                     dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
                     priority_class_name: settings.priority_class_name.clone(),
                     tolerations: Some(settings.tolerations.clone()),
@@ -293,6 +299,7 @@ mod tests {
             }],
             resources: None,
             priority_class_name: None,
+            check_interval_seconds: 30,
         }
     }
 
@@ -332,10 +339,21 @@ mod tests {
             "coreos.com/rkt/stage1-fly"
         );
         let pod = template.spec.unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        assert_eq!(pod.host_pid, Some(true), "/proc/1 must be the node's init");
         let container = &pod.containers[0];
         assert_eq!(
             container.security_context.as_ref().unwrap().privileged,
             Some(true)
+        );
+        assert_eq!(
+            container.args.as_deref().unwrap(),
+            [
+                "agent",
+                "--node-name=$(NODE_NAME)",
+                "--check-interval=30",
+                "--host-mount-namespace=/proc/1/ns/mnt"
+            ]
         );
         let env = container.env.as_ref().unwrap();
         assert_eq!(

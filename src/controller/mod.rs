@@ -91,6 +91,10 @@ pub struct ControllerArgs {
     pub agent_resources: Option<ResourceRequirements>,
     #[arg(long)]
     pub agent_priority_class_name: Option<String>,
+    /// How often each agent checks its node when nothing happens (the rkt API service, the versions, the files),
+    /// in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub agent_check_interval: u64,
 }
 
 /// A list of tolerations given as one JSON argument (clap would otherwise take a `Vec` as repeated arguments).
@@ -114,6 +118,7 @@ impl ControllerArgs {
             tolerations: self.agent_tolerations.0.clone(),
             resources: self.agent_resources.clone(),
             priority_class_name: self.agent_priority_class_name.clone(),
+            check_interval_seconds: self.agent_check_interval,
         }
     }
 }

@@ -117,13 +117,12 @@ pub async fn get_info(endpoint: &str, timeout: Duration) -> Result<RktInfo, RktA
     })
 }
 
-/// `rkt version` (the binary at `path`, or `rkt` on PATH), parsed from its `rkt Version: X` line.
-pub async fn version_from_cli(
-    path: Option<&str>,
-    timeout: Duration,
-) -> Result<String, RktApiError> {
-    let binary = path.unwrap_or("rkt");
-    let child = Command::new(binary)
+/// `rkt version`, run as the command `rkt` (a binary, set up to run where the node's rkt is), parsed from its
+/// `rkt Version: X` line.
+pub async fn version_from_cli(mut rkt: Command, timeout: Duration) -> Result<String, RktApiError> {
+    let program = rkt.as_std().get_program().to_string_lossy().into_owned();
+    let binary = program.as_str();
+    let child = rkt
         .arg("version")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -413,6 +413,7 @@ fn agent_settings() -> AgentSettings {
         }],
         resources: None,
         priority_class_name: None,
+        check_interval_seconds: 30,
     }
 }
 

@@ -13,7 +13,9 @@ use super::*;
 use crate::support::{
     chart::{self, AGENT_NAMESPACE, RELEASE, RELEASE_NAMESPACE, helm},
     cluster::{TestCluster, client_from, run},
-    nodes::start_agents,
+    controller::ChartController,
+    kind_profile,
+    nodes::{agent_pod_token, start_agents},
 };
 
 /// Writes `object` where kubectl can read it, as a user's manifest file.
@@ -99,9 +101,19 @@ async fn an_agents_token_writes_only_its_own_nodes_status_and_deletes_nothing() 
     apply_config(&client, bridge_example()).await;
     converged(&client, "bridge", POOL.len()).await;
     let (own, other) = (POOL[0], POOL[1]);
-    // A token like the one the agent on `own` holds: the chart's agent ServiceAccount, bound to that node.
-    let kubeconfig =
-        chart::service_account_kubeconfig(cluster(), AGENT_NAMESPACE, "rktnetes-agent", Some(own));
+    // In the kind lane, the token the kubelet gave the agent pod on `own`; locally, one like it: the chart's agent
+    // ServiceAccount, bound to that node's Node object.
+    let kubeconfig = if kind_profile() {
+        let token = agent_pod_token(cluster(), own);
+        chart::token_kubeconfig(
+            cluster(),
+            &format!("agent-pod-{own}"),
+            "rktnetes-agent",
+            &token,
+        )
+    } else {
+        chart::service_account_kubeconfig(cluster(), AGENT_NAMESPACE, "rktnetes-agent", Some(own))
+    };
     let agent = client_from(&kubeconfig).await;
     let nodes: Api<Node> = Api::all(agent.clone());
     let states: Api<RktNodeState> = Api::all(agent.clone());
@@ -308,9 +320,10 @@ async fn helm_upgrade_rolls_the_controller_and_the_agents_without_disturbing_con
         deployment_generation(cluster) > generation,
         "the Deployment did not roll"
     );
-    // What the new ReplicaSet's pods would run: the controller, restarted with the upgraded Deployment's arguments.
+    // The controller as the new ReplicaSet runs it: with the upgraded Deployment's arguments (restarted here, or
+    // the rolled pods in the kind lane).
     drop(controller);
-    let _upgraded = ControllerProcess::start_from_chart(cluster, "e2e-upgraded");
+    let _upgraded = ChartController::start(cluster, "e2e-upgraded");
     let after = eventually("the controller rolls the agent DaemonSet", || {
         let daemonsets = daemonsets.clone();
         async move {

@@ -45,8 +45,9 @@ pub fn helm_output(cluster: &TestCluster, args: &[&str]) -> Output {
         .unwrap_or_else(|error| panic!("cannot run helm {args:?}: {error}"))
 }
 
-/// `helm upgrade --install` of the chart with `extra` arguments (e.g. `--values FILE`); waits for nothing, as there
-/// is no kubelet to start the pods.
+/// `helm upgrade --install` of the chart with `extra` arguments (e.g. `--values FILE`), and the lane's own values
+/// first when it has some (`RKTNETES_CHART_VALUES`: in the kind lane, the image it built and loaded); waits for
+/// nothing (see [`wait_for_controller`]).
 pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
     let mut helm = helm(cluster);
     helm.args(["upgrade", "--install", RELEASE, CHART]).args([
@@ -54,15 +55,22 @@ pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
         RELEASE_NAMESPACE,
         "--create-namespace",
     ]);
-    // In the kind profile the release runs the image e2e/kind/run.sh built and loaded into the nodes.
-    if let Ok(image) = std::env::var("RKTNETES_IMAGE")
-        && let Some((repository, tag)) = image.rsplit_once(':')
-    {
-        helm.args(["--set", &format!("image.repository={repository}")])
-            .args(["--set", &format!("image.tag={tag}")])
-            .args(["--set", "image.pullPolicy=Never"]);
+    if let Some(values) = std::env::var_os("RKTNETES_CHART_VALUES") {
+        helm.arg("--values").arg(values);
     }
     run(helm.args(extra))
+}
+
+/// Waits until the controller Deployment's pods run on the kubelets and are ready (`kubectl rollout status`).
+pub fn wait_for_controller(cluster: &TestCluster) {
+    cluster.kubectl_ok(&[
+        "-n",
+        RELEASE_NAMESPACE,
+        "rollout",
+        "status",
+        "deployment/rktnetes-controller",
+        "--timeout=300s",
+    ]);
 }
 
 /// A field of the controller Deployment, by JSONPath (`{.metadata.generation}`), or all of it with `json`.
@@ -125,6 +133,20 @@ pub fn service_account_kubeconfig(
         create.extend(["--bound-object-kind=Node", bound.as_str()]);
     }
     let token = cluster.kubectl_ok(&create).trim().to_owned();
+    token_kubeconfig(
+        cluster,
+        &format!(
+            "{namespace}-{service_account}-{}",
+            node.unwrap_or("unbound")
+        ),
+        service_account,
+        &token,
+    )
+}
+
+/// A kubeconfig for this cluster that authenticates with `token` as `user`, written under the test target
+/// directory as `<name>.kubeconfig`.
+pub fn token_kubeconfig(cluster: &TestCluster, name: &str, user: &str, token: &str) -> PathBuf {
     let view: Value = serde_json::from_str(
         &cluster.kubectl_ok(&["config", "view", "--raw", "--minify", "-o", "json"]),
     )
@@ -139,14 +161,11 @@ pub fn service_account_kubeconfig(
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority-data": ca}}],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": service_account}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     });
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "{namespace}-{service_account}-{}.kubeconfig",
-        node.unwrap_or("unbound")
-    ));
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.kubeconfig"));
     std::fs::write(&path, kubeconfig.to_string()).expect("the kubeconfig can be written");
     path
 }

@@ -28,6 +28,7 @@ use serde_json::json;
 use super::{
     chart,
     cluster::{TestCluster, eventually},
+    kind_profile,
 };
 
 /// The namespace of the controller's Lease and the agent DaemonSet in these tests.
@@ -166,6 +167,25 @@ impl Drop for ControllerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The controller of the node scenarios, as the chart runs it: in the local lane a replica started with the chart's
+/// Deployment arguments and ServiceAccount (killed when dropped); in the kind lane the Deployment's own pods on the
+/// kubelets, waited for until the Deployment has rolled out.
+pub enum ChartController {
+    Process(ControllerProcess),
+    Pods,
+}
+
+impl ChartController {
+    pub fn start(cluster: &TestCluster, identity: &str) -> Self {
+        if kind_profile() {
+            chart::wait_for_controller(cluster);
+            Self::Pods
+        } else {
+            Self::Process(ControllerProcess::start_from_chart(cluster, identity))
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod controller;
 pub mod corpus;
 pub mod nodes;
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 

@@ -90,6 +90,31 @@ pub fn start_agents() {
     }
 }
 
+/// The ServiceAccount token the kubelet projected into the agent pod on `node` (kind lane), read from the node's
+/// disk: the very credential the agent uses.
+pub fn agent_pod_token(cluster: &TestCluster, node: &str) -> String {
+    let uid = cluster.kubectl_ok(&[
+        "-n",
+        chart::AGENT_NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=rktnetes-agent",
+        "--field-selector",
+        &format!("spec.nodeName={node},status.phase=Running"),
+        "-o",
+        "jsonpath={.items[0].metadata.uid}",
+    ]);
+    assert!(!uid.trim().is_empty(), "no agent pod runs on {node}");
+    node_ok(
+        node,
+        &format!(
+            "cat /var/lib/kubelet/pods/{}/volumes/kubernetes.io~projected/kube-api-access-*/token",
+            uid.trim()
+        ),
+    )
+}
+
 /// How to run a command in a node: `e2e/nodes.sh exec` or, in the kind profile, `RKTNETES_NODE_EXEC`
 /// (`e2e/kind/node-exec.sh`), both taking `NODE -- COMMAND...`.
 fn node_exec(node: &str) -> Command {
