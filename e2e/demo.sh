@@ -6,12 +6,60 @@
 #                       policy), runs the controller on this machine as the chart's Deployment would, applies
 #                       e2e/examples/bridge.yaml and shows the nodes converging, then the files written
 #   e2e/demo.sh down    stops the controller, the nodes and the control plane
+#   e2e/demo.sh kind [up|down]
+#                       the same on the kind lane's cluster (e2e/kind/run.sh setup: Docker, kind and its images
+#                       built here), where the controller and the agents are the chart's pods on real kubelets
 #
-# There is no kubelet here, so the controller runs as a process on the host and each agent as a systemd unit in
-# its node, as the DaemonSet's pod would run under stage1-fly.
+# The default demo has no kubelet, so the controller runs as a process on the host and each agent as a systemd
+# unit in its node, as the DaemonSet's pod would run under stage1-fly.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$REPO_DIR"
+
+# Shows the RktNodeStates and the config until `ready` nodes run it.
+watch_convergence() {
+  local ready_wanted=$1 ready
+  for _ in $(seq 1 120); do
+    clear 2>/dev/null || true
+    printf 'NODE\tPHASE\tCONFIG HASH\tCONDITIONS\n'
+    kubectl get rktnodestates -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.status.phase}{"\t"}{.spec.hash}{"\t"}{range .status.conditions[*]}{.type}={.status} {end}{"\n"}{end}'
+    echo
+    kubectl get rktnodeconfig bridge
+    ready=$(kubectl get rktnodeconfig bridge -o jsonpath='{.status.readyNodes}')
+    [[ ${ready:-0} == "$ready_wanted" ]] && break
+    sleep 1
+  done
+  echo
+}
+
+# show_files NODE EXEC...: the files the agent wrote on NODE, read there with EXEC NODE -- cat.
+show_files() {
+  local node=$1 file
+  shift
+  log "the files on $node"
+  for file in /etc/rkt/net.d/00-rktnetes.conf /etc/rkt/stage1.d/rktnetes.json; do
+    echo "# $file"
+    "$@" "$node" -- cat "$file"
+  done
+  echo
+}
+
+if [[ ${1:-} == kind ]]; then
+  if [[ ${2:-up} == down ]]; then
+    exec "$E2E_DIR/kind/run.sh" down
+  fi
+  "$E2E_DIR/kind/run.sh" setup
+  eval "$("$E2E_DIR/kind/run.sh" env)"
+  log "applying e2e/examples/bridge.yaml (it selects the four workers; the fourth runs an older rkt)"
+  kubectl apply --server-side --field-manager=rktnetes-demo -f e2e/examples/bridge.yaml >/dev/null
+  watch_convergence 3
+  kubectl get pods -A -o wide
+  echo
+  show_files rktnetes-worker "$E2E_DIR/kind/node-exec.sh"
+  echo "Try: kubectl edit rktnodeconfig bridge (change the subnet) and run watch kubectl get rns; e2e/demo.sh kind down ends it."
+  echo "eval \"\$(e2e/kind/run.sh env)\""
+  exit 0
+fi
 
 DEMO_DIR="$RKTNETES_CACHE/demo"
 CONTROLLER_PID="$DEMO_DIR/controller.pid"
@@ -70,25 +118,7 @@ echo $! >"$CONTROLLER_PID"
 log "applying e2e/examples/bridge.yaml"
 kubectl apply --server-side --field-manager=rktnetes-demo -f e2e/examples/bridge.yaml >/dev/null
 
-table() {
-  kubectl get rktnodestates -o jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.status.phase}{"\t"}{.spec.hash}{"\t"}{range .status.conditions[*]}{.type}={.status} {end}{"\n"}{end}'
-}
-for _ in $(seq 1 120); do
-  clear 2>/dev/null || true
-  printf 'NODE\tPHASE\tCONFIG HASH\tCONDITIONS\n'
-  table
-  echo
-  kubectl get rktnodeconfig bridge
-  ready=$(kubectl get rktnodeconfig bridge -o jsonpath='{.status.readyNodes}')
-  [[ ${ready:-0} == 3 ]] && break
-  sleep 1
-done
-echo
-log "the files on rktnetes-node-1"
-for file in /etc/rkt/net.d/00-rktnetes.conf /etc/rkt/stage1.d/rktnetes.json; do
-  echo "# $file"
-  "$E2E_DIR/nodes.sh" exec rktnetes-node-1 -- cat "$file"
-done
-echo
+watch_convergence 3
+show_files rktnetes-node-1 "$E2E_DIR/nodes.sh" exec
 echo "Try: kubectl edit rktnodeconfig bridge (change the subnet) and run watch kubectl get rns; e2e/demo.sh down ends it."
 echo "export KUBECONFIG=$KUBECONFIG PATH=$TOOLS_BIN:\$PATH"

@@ -428,7 +428,11 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
 async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
-    apply_config(&client, bridge_example()).await;
+    // The node's rkt binary by path (the kubelet's --rkt-path): the agent's fallback when GetInfo fails. It exists
+    // on the node, not in the agent's image, so in the kind lane only a run in the host's mount namespace finds it.
+    let mut config = bridge_example();
+    config["spec"]["rkt"]["path"] = json!("/usr/bin/rkt");
+    apply_config(&client, config).await;
     converged(&client, "bridge", POOL.len()).await;
     let node = POOL[2];
 
@@ -462,9 +466,12 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
     .await;
     assert!(message.contains("GetInfo"), "{message}");
     let state = &states(&client).await[node];
+    let status = state.status.as_ref().expect("a status");
+    assert_eq!(status.api_service_healthy, Some(false));
     assert_eq!(
-        state.status.as_ref().and_then(|s| s.api_service_healthy),
-        Some(false)
+        status.observed_rkt_version.as_deref(),
+        Some("1.30.0"),
+        "the agent did not learn the version from `/usr/bin/rkt version` on the node"
     );
 
     node_ok(node, "systemctl start rkt-api.service");
