@@ -163,7 +163,6 @@ wait_gone() {
   echo "${left[@]}"
 }
 
-
 # Stops every node (those in pid files and orphans), then whatever their containers left, and deletes their state;
 # the console logs stay until the next `up`, for a post-mortem.
 teardown_nodes() {
@@ -207,7 +206,6 @@ teardown_nodes() {
 }
 
 # --- the node root -----------------------------------------------------------------------------------------------
-
 
 # What every node has in common, done once on the cached root.
 prepare_root() {

@@ -30,7 +30,7 @@ LOG_FILE="$ENGINE_DIR/dockerd.log"
 STARTED_MARK="$RUN_DIR/started-by-rktnetes"
 CAP_SYS_RESOURCE=24
 
-answers() { timeout 20 docker "$@" info >/dev/null 2>&1; }
+answers() { timeout 20 docker info >/dev/null 2>&1; }
 ours_answers() { [[ -S $SOCKET ]] && DOCKER_HOST="unix://$SOCKET" answers; }
 
 # Whether this process may hold CAP_SYS_RESOURCE at all.

@@ -21,9 +21,9 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
-# shellcheck source=../lib/debian.sh
+# shellcheck source=e2e/lib/debian.sh
 . "$E2E_DIR/lib/debian.sh"
-# shellcheck source=../lib/images.sh
+# shellcheck source=e2e/lib/images.sh
 . "$E2E_DIR/lib/images.sh"
 
 KIND_DIR="$E2E_DIR/kind"
@@ -174,9 +174,10 @@ node_tree() {
   # has it, containerd runs at -999 and the clamp changes nothing.
   sed -e "s#^\(\s*sandbox_image = \).*#\1\"$pause\"#" -e "s#^\(\s*restrict_oom_score_adj = \).*#\1true#" \
     "$files/etc/containerd/config.toml" >"$tree/etc/containerd/config.toml"
-  grep -q "sandbox_image = \"$pause\"" "$tree/etc/containerd/config.toml" &&
-    grep -q "restrict_oom_score_adj = true" "$tree/etc/containerd/config.toml" ||
+  if ! grep -q "sandbox_image = \"$pause\"" "$tree/etc/containerd/config.toml" ||
+    ! grep -q "restrict_oom_score_adj = true" "$tree/etc/containerd/config.toml"; then
     die "kind's containerd config has no sandbox_image or restrict_oom_score_adj to set"
+  fi
   cat >>"$tree/etc/containerd/config.toml" <<'TOML'
 
 # rktnetes kind lane: registries are configured in certs.d, where _default sends every pull to a closed port.

@@ -11,7 +11,7 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
-# shellcheck source=../lib/images.sh
+# shellcheck source=e2e/lib/images.sh
 . "$E2E_DIR/lib/images.sh"
 
 (($# >= 1 && $# <= 2)) || die "usage: $0 RKTNETES_BINARY [REPOSITORY]"

@@ -8,7 +8,7 @@
 #           did when something failed
 #   up      setup, then test; leaves the cluster running (KUBECONFIG: e2e/kind/run.sh env)
 #   setup   a Docker engine (e2e/kind/engine.sh: the user's own, or one it starts), the tools (e2e/build-tools.sh
-#           kind), the release build of the operator, the images (node-image.sh, operator-image.sh), the cluster of
+#           kind), the release build of the operator (its target directory under the cache), the images (node-image.sh, operator-image.sh), the cluster of
 #           kind-config.yaml with the rkt node image (recreated when the image changed), the fourth worker's older
 #           rkt, the operator image loaded with `kind load`, the chart installed with it; waits for the controller
 #   test    the suite against that cluster: RKTNETES_E2E_PROFILE=kind, the nodes reached with `docker exec`
@@ -36,7 +36,10 @@ VALUES_FILE="$STATE_DIR/values.yaml"
 # The suite wants its fourth node on an older rkt (tests/support/nodes.rs: OLD_RKT_VERSION).
 OLD_RKT_WORKER=4
 OLD_RKT_VERSION=1.29.0
-RELEASE_BIN="$REPO_DIR/target/release"
+# The release build has a target directory of its own under the cache, so a fresh clone rebuilds only this
+# project's crate, not its dependencies.
+RELEASE_TARGET="$RKTNETES_CACHE/kind/target"
+RELEASE_BIN="$RELEASE_TARGET/release"
 
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "RKTNETES_KIND_TIMEOUT is not a number of seconds: '$TIMEOUT'"
 [[ $CLUSTER =~ ^[a-z0-9][a-z0-9.-]*$ ]] || die "RKTNETES_KIND_CLUSTER is not a valid kind cluster name: '$CLUSTER'"
@@ -65,7 +68,7 @@ build() {
   "$E2E_DIR/build-tools.sh" kind
   use_engine
   log "building the operator and the rkt stand-in (cargo build --release)"
-  (cd "$REPO_DIR" && cargo build --release --locked --bins)
+  (cd "$REPO_DIR" && CARGO_TARGET_DIR=$RELEASE_TARGET cargo build --release --locked --bins)
   NODE_IMAGE=$("$KIND_DIR/node-image.sh" rkt-node "$RELEASE_BIN/rkt")
   OPERATOR_IMAGE=$("$KIND_DIR/operator-image.sh" "$RELEASE_BIN/rktnetes")
 }
