@@ -2,7 +2,7 @@
 
 /// An error and its causes on one line: tonic's transport error says only "transport error", and the
 /// reason an operator needs ("Connection refused") is in its sources.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,6 +1,6 @@
 //! rkt itself, as the operator meets it on a node: its API service's wire protocol (`v1alpha`), a client for the
-//! agent's version checks (`client`), the reader of rkt's configuration directories (`config`), and `standin`, a
-//! test double for the archived rkt 1.x that the `rkt` binary runs on test nodes.
+//! agent's version checks (`client`), and the reader of rkt's configuration directories (`config`). The test nodes'
+//! stand-in for the archived rkt 1.x is a crate of its own (`tests/rkt-standin`), built on these.
 //!
 //! rkt's last release is 1.30.0 and nothing we can install ships it, so everything here follows rkt's own
 //! `api/v1alpha/api.proto`, `rkt/config` and `rkt/api_service.go`, and the facts gathered in `RKT-FACTS.md`.
@@ -8,10 +8,10 @@
 pub mod client;
 pub mod config;
 mod error_chain;
-pub mod standin;
 pub mod v1alpha;
 
 pub use client::{RktApiError, RktInfo, get_info, version_from_cli};
+pub use error_chain::error_chain;
 
 /// The API version rkt's API service reports in GetInfo (rkt `api_service.go`, `supportedAPIVersion`).
 pub const API_VERSION: &str = "1.0.0-alpha";

@@ -1,10 +1,10 @@
 //! `rkt`: a stand-in for rkt 1.x, the archived container runtime, for tests and demos. It runs no containers; it
-//! answers `rkt version` and serves rkt's API service as rkt does (see `rktnetes_operator::rkt::standin`).
+//! answers `rkt version` and serves rkt's API service as rkt does (see the `rkt_standin` library).
 
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
-use rktnetes_operator::rkt::standin::{self, Cli, FAILURE_EXIT_CODE};
+use rkt_standin::{Cli, FAILURE_EXIT_CODE};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    match standin::run(cli).await {
+    match rkt_standin::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

@@ -9,9 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rkt_standin::{BUILD_VERSION, rkt_version};
 use rktnetes_operator::rkt::{
     RktApiError, get_info,
-    standin::{BUILD_VERSION, rkt_version},
     v1alpha::{GetInfoRequest, ListPodsRequest, public_api_client::PublicApiClient},
     version_from_cli,
 };

@@ -15,7 +15,7 @@ use tokio::{
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 
 use super::{StandInError, global_flags::GlobalFlags};
-use crate::rkt::{
+use rktnetes_operator::rkt::{
     API_VERSION, APPC_VERSION, DEFAULT_API_ENDPOINT,
     v1alpha::{
         self, GetInfoRequest, GetInfoResponse, Info, ListPodsRequest, ListPodsResponse,

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::rkt::APPC_VERSION;
+use rktnetes_operator::rkt::APPC_VERSION;
 
 /// Overrides the version at start, so one build can play an older rkt on one test node and a newer on another.
 pub const VERSION_ENV: &str = "RKT_STANDIN_VERSION";

@@ -1,5 +1,6 @@
 //! A stand-in for rkt 1.x, for tests and demos: rkt is archived and cannot be installed, so test nodes run this
-//! instead, as `/usr/bin/rkt`. It runs no containers. It implements what the operator and the kubelet's version
+//! instead, as `/usr/bin/rkt`. A crate of its own beside the operator (a test double is no part of the product);
+//! it speaks the operator's `rkt::v1alpha` protocol and reads rkt's configuration with the operator's `rkt::config`. It runs no containers. It implements what the operator and the kubelet's version
 //! checks touch, exactly as rkt does: `rkt version`, and `rkt api-service` with GetInfo and ListPods (an empty
 //! list), rkt's global flags, and rkt's reading and refusing of its configuration at start.
 
@@ -15,7 +16,7 @@ pub use api_service::PublicApiService;
 pub use global_flags::{GlobalFlags, InsecureOptions};
 pub use version::{BUILD_VERSION, VERSION_ENV, rkt_version};
 
-use crate::rkt::{DEFAULT_API_ENDPOINT, config::ConfigError, error_chain::error_chain};
+use rktnetes_operator::rkt::{DEFAULT_API_ENDPOINT, config::ConfigError, error_chain};
 
 /// The stand-in's command line, rkt's spelling.
 #[derive(Debug, Parser)]

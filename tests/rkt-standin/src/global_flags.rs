@@ -5,7 +5,9 @@ use std::path::{Component, Path, PathBuf};
 
 use clap::{ArgAction, Args};
 
-use crate::rkt::config::{ConfigDirs, DEFAULT_LOCAL_CONFIG_DIR, DEFAULT_SYSTEM_CONFIG_DIR};
+use rktnetes_operator::rkt::config::{
+    ConfigDirs, DEFAULT_LOCAL_CONFIG_DIR, DEFAULT_SYSTEM_CONFIG_DIR,
+};
 
 #[derive(Clone, Debug, Args)]
 pub struct GlobalFlags {
