@@ -8,7 +8,7 @@ use super::{
     atomic_file::{self, FileError},
     ledger::{Ledger, ManagedFile, Transaction},
 };
-use crate::api::HostFile;
+use crate::api::{HostFile, host_paths};
 
 /// The host as the agent sees it: paths in specs are absolute host paths, found below `root` (`/` in a
 /// DaemonSet pod under stage1-fly, a scratch directory in tests).
@@ -29,9 +29,11 @@ impl Changes {
         self.paths.is_empty()
     }
 
-    /// Whether a changed path is below `prefix`.
-    pub fn touches(&self, prefix: &str) -> bool {
-        self.paths.iter().any(|path| path.starts_with(prefix))
+    /// Whether a changed path is below the directory `dir`.
+    pub fn touches(&self, dir: &str) -> bool {
+        self.paths
+            .iter()
+            .any(|path| host_paths::is_below(path, dir))
     }
 }
 

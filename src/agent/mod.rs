@@ -37,14 +37,14 @@ use self::{
 use crate::{
     api::{
         RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
-        node_state::{AGENT_STATE_DIR, DBUS_SOCKET, MANAGED_ROOTS},
+        host_paths::{
+            self, AGENT_STATE_DIR, DBUS_SOCKET, MANAGED_DIRS, RKT_LOCAL_CONFIG_DIR, RKT_NET_DIR,
+        },
     },
     conditions::merge_conditions,
     rkt::client::{get_info, version_from_cli},
 };
 
-/// rkt's local configuration: a change below it needs a restart of the rkt API service.
-const RKT_CONFIG_DIR: &str = "/etc/rkt/";
 /// How often a failed step is retried when nothing else happens.
 const RETRY: Duration = Duration::from_secs(10);
 
@@ -100,9 +100,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     };
     let host_programs = HostPrograms::new(args.host_mount_namespace.as_deref())?;
     let ledger_file = LedgerFile::new(&host.path(&args.state_dir));
-    for root in MANAGED_ROOTS {
+    for dir in MANAGED_DIRS {
         // A crash between creating a temporary file and renaming it leaves the temporary behind.
-        if let Err(error) = atomic_file::remove_leftovers(&host.path(root)) {
+        if let Err(error) = atomic_file::remove_leftovers(&host.path(dir)) {
             tracing::warn!(%error, "could not clear leftover temporary files");
         }
     }
@@ -241,7 +241,7 @@ impl Agent {
             .keys()
             .map(|path| self.host.directory(path))
             .collect();
-        directories.push(self.host.path("/etc/rkt/net.d"));
+        directories.push(self.host.path(RKT_NET_DIR));
         directories.sort();
         directories.dedup();
         directories
@@ -297,7 +297,7 @@ impl Agent {
                         ),
                     )
                     .await;
-                if changes.touches(RKT_CONFIG_DIR)
+                if changes.touches(RKT_LOCAL_CONFIG_DIR)
                     && let Some(rkt) = &api_service
                     && let Err(error) = self.restart(rkt).await
                 {
@@ -366,8 +366,8 @@ impl Agent {
         };
         self.save_ledger();
         self.ledger.api_service = Some(spec.rkt.clone());
-        let restart =
-            changes.touches(RKT_CONFIG_DIR) || (spec.restart_api_service && !changes.is_empty());
+        let restart = changes.touches(RKT_LOCAL_CONFIG_DIR)
+            || (spec.restart_api_service && !changes.is_empty());
         if restart && let Err(error) = self.restart(&spec.rkt).await {
             return self.undo(spec, error).await;
         }
@@ -494,9 +494,9 @@ impl Agent {
         let ours = spec
             .files
             .iter()
-            .find(|file| file.path.starts_with("/etc/rkt/net.d/"))?;
+            .find(|file| host_paths::is_below(&file.path, RKT_NET_DIR))?;
         let ours_name = ours.path.rsplit('/').next()?;
-        let directory = self.host.path("/etc/rkt/net.d");
+        let directory = self.host.path(RKT_NET_DIR);
         let files: Vec<(String, String)> = std::fs::read_dir(&directory)
             .ok()?
             .flatten()
@@ -506,7 +506,7 @@ impl Agent {
                 Some((name, content))
             })
             .collect();
-        checks::shadowing_file(&files, ours_name).map(|name| format!("/etc/rkt/net.d/{name}"))
+        checks::shadowing_file(&files, ours_name).map(|name| format!("{RKT_NET_DIR}/{name}"))
     }
 
     async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {

@@ -5,6 +5,7 @@
 //! [`validation::OfflineValidator`] evaluates the very same CRD schema when there is no cluster (`rktnetes render`).
 
 pub mod crd;
+pub mod host_paths;
 pub mod network;
 pub mod node_config;
 pub mod node_selector;

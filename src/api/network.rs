@@ -1,6 +1,9 @@
 //! How a node's pods get their network (seed 003, "Pod networking in rktnetes").
 
-use kube::KubeSchema;
+use kube::{
+    KubeSchema,
+    core::{Message, Rule},
+};
 use serde::{Deserialize, Serialize};
 
 /// A raw CNI config: a JSON object whose unknown fields are kept as written.
@@ -265,9 +268,7 @@ pub struct KubernetesCniNetwork {
     /// `/etc/cni/net.d` or a directory inside it (the agent writes nowhere else).
     #[serde(default = "default_cni_conf_dir")]
     #[schemars(length(max = 1024))]
-    #[x_kube(validation = Rule::new(
-        "(self == '/etc/cni/net.d' || self.startsWith('/etc/cni/net.d/')) && self.matches('^[^[:space:]]*$') && !self.split('/').exists(p, p == '..' || p == '.')"
-    ).message("confDir must be /etc/cni/net.d or a directory inside it, without whitespace, '.' or '..'"))]
+    #[x_kube(validation = cni_conf_dir_rule())]
     pub conf_dir: String,
     /// The kubelet's CNI plugin directory (`--cni-bin-dir`).
     #[serde(default = "default_cni_bin_dir")]
@@ -280,8 +281,19 @@ pub struct KubernetesCniNetwork {
     pub config: CniConfig,
 }
 
+/// The CEL rule that keeps `confDir` where the agent may write: the kubelet's default directory or inside it.
+fn cni_conf_dir_rule() -> Rule {
+    let dir = super::host_paths::CNI_CONF_DIR;
+    Rule::new(format!(
+        "(self == '{dir}' || self.startsWith('{dir}/')) && self.matches('^[^[:space:]]*$') && !self.split('/').exists(p, p == '..' || p == '.')"
+    ))
+    .message(Message::Message(format!(
+        "confDir must be {dir} or a directory inside it, without whitespace, '.' or '..'"
+    )))
+}
+
 fn default_cni_conf_dir() -> String {
-    "/etc/cni/net.d".to_owned()
+    super::host_paths::CNI_CONF_DIR.to_owned()
 }
 
 fn default_cni_bin_dir() -> String {

@@ -1,27 +1,13 @@
 //! `RktNodeState`: the contract between the controller and one node's agent.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, KubeSchema};
+use kube::{
+    CustomResource, KubeSchema,
+    core::{Message, Rule},
+};
 use serde::{Deserialize, Serialize};
 
-/// The directories an agent may write to. The CRD refuses any other path, so a compromised controller or a hand
-/// edit cannot make an agent write outside rkt's and the kubelet's configuration.
-pub const MANAGED_ROOTS: [&str; 4] = [
-    "/etc/rkt/net.d/",
-    "/etc/rkt/stage1.d/",
-    "/etc/cni/net.d/",
-    "/etc/systemd/system/kubelet.service.d/",
-];
-
-/// Where the agent keeps its ledger (what it wrote, for removal and rollback) across restarts: a host path, which
-/// the agent DaemonSet mounts.
-pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";
-/// The system D-Bus socket, through which the agent asks systemd to restart the rkt API service; the DaemonSet
-/// mounts it at this path.
-pub const DBUS_SOCKET: &str = "/run/dbus/system_bus_socket";
-/// The mount namespace of the node's init (the agent DaemonSet shares the host's PID namespace): the agent runs the
-/// node's own programs (`rkt version`, `spec.rkt.path`) in it, so that they resolve on the host, not in its image.
-pub const HOST_MOUNT_NAMESPACE: &str = "/proc/1/ns/mnt";
+use super::host_paths::MANAGED_DIRS;
 
 /// The controller puts this finalizer on every RktNodeState; the node's agent removes it once it has taken its
 /// files off the node. Deleting a state therefore waits for the node to be clean, and the agent DaemonSet stays
@@ -107,6 +93,20 @@ pub struct RktNodeStateSpec {
     pub restart_api_service: bool,
 }
 
+/// The CEL rule that keeps a file's path inside the managed directories, naming them when it refuses one.
+fn managed_path_rule() -> Rule {
+    let roots: Vec<String> = MANAGED_DIRS.iter().map(|dir| format!("'{dir}/'")).collect();
+    let names = match MANAGED_DIRS.split_last() {
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Rule::new(format!(
+        "[{}].exists(root, self.startsWith(root))",
+        roots.join(", ")
+    ))
+    .message(Message::Message(format!("path must be inside {names}")))
+}
+
 /// A file the agent writes on the node.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -114,9 +114,7 @@ pub struct HostFile {
     /// The absolute path on the node, inside one of rkt's or the kubelet's configuration directories.
     #[schemars(length(min = 2, max = 512))]
     #[x_kube(
-        validation = Rule::new(
-            "['/etc/rkt/net.d/', '/etc/rkt/stage1.d/', '/etc/cni/net.d/', '/etc/systemd/system/kubelet.service.d/'].exists(root, self.startsWith(root))"
-        ).message("path must be inside /etc/rkt/net.d, /etc/rkt/stage1.d, /etc/cni/net.d or /etc/systemd/system/kubelet.service.d"),
+        validation = managed_path_rule(),
         validation = Rule::new("!self.split('/').exists(p, p == '..' || p == '.')")
             .message("path must not contain '.' or '..' segments"),
     )]

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{
     NodeSelector, RktNodeConfig,
-    node_state::{AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE, MANAGED_ROOTS},
+    host_paths::{AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE, MANAGED_DIRS},
 };
 
 /// The per-pod stage1 override (seed 003): the agent needs the host's mount namespace, so it runs under fly.
@@ -251,10 +251,8 @@ fn selector_term(selector: &NodeSelector) -> NodeSelectorTerm {
 /// The host directories the agent may write (mounted at the same paths), its state directory, and the D-Bus
 /// socket.
 fn host_mounts() -> (Vec<Volume>, Vec<VolumeMount>) {
-    let mut directories: BTreeSet<String> = MANAGED_ROOTS
-        .iter()
-        .map(|root| root.trim_end_matches('/').to_owned())
-        .collect();
+    let mut directories: BTreeSet<String> =
+        MANAGED_DIRS.iter().map(|dir| dir.to_string()).collect();
     directories.insert(AGENT_STATE_DIR.to_owned());
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();

@@ -6,13 +6,18 @@ use serde_json::Value;
 use super::{RenderError, host_file, json};
 use crate::api::{
     BridgeNetwork, ContainedNetwork, ContainedPlugin, FlannelNetwork, HostFile,
-    RKT_KUBERNETES_NETWORK, Route,
+    RKT_KUBERNETES_NETWORK, Route, host_paths::RKT_NET_DIR,
 };
 
 /// rkt reads the `*.conf` files of `/etc/rkt/net.d` in name order and the first file defining a network name wins,
 /// so ours starts with `00-` to sort before the files admins usually write (`10-...`, `k8s_...`). A file that
 /// still sorts first and defines `rkt.kubernetes.io` is reported by the agent.
-pub(super) const PATH: &str = "/etc/rkt/net.d/00-rktnetes.conf";
+const FILE_NAME: &str = "00-rktnetes.conf";
+
+/// Where the file goes.
+pub(super) fn path() -> String {
+    format!("{RKT_NET_DIR}/{FILE_NAME}")
+}
 
 /// The CNI specification version of the configs we generate: the newest published while rkt was released (0.4.0
 /// came after rkt 1.30.0), and one Debian's plugins accept (1.1.1 takes 0.1.0 to 1.0.0). Left out, plugins fall
@@ -39,7 +44,7 @@ pub(super) fn render(network: &ContainedNetwork) -> Result<HostFile, RenderError
             json::file_content(&json::SortedKeys(&Value::Object(config)))?
         }
     };
-    Ok(host_file(PATH, content))
+    Ok(host_file(path(), content))
 }
 
 /// The `bridge` plugin's config, fields in the order of the rkt guide's example (without its `addIf`, which the
@@ -129,14 +134,14 @@ impl<'a> FlannelConfig<'a> {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::{PATH, render};
+    use super::{FILE_NAME, path, render};
     use crate::api::{ContainedNetwork, RKT_KUBERNETES_NETWORK};
     use crate::render::test_spec;
 
     fn config(yaml: &str) -> Value {
         let spec = test_spec(yaml);
         let file = render(&spec.network.contained.unwrap_or_default()).unwrap();
-        assert_eq!(file.path, PATH);
+        assert_eq!(file.path, path());
         assert_eq!(file.mode, 0o644);
         assert!(file.content.ends_with("}\n"), "{}", file.content);
         serde_json::from_str(&file.content).unwrap()
@@ -145,7 +150,7 @@ mod tests {
     #[test]
     fn sorts_before_other_rkt_network_files() {
         for other in ["10-bridge.conf", "k8s_network_example.conf", "default.conf"] {
-            assert!(PATH < format!("/etc/rkt/net.d/{other}").as_str());
+            assert!(FILE_NAME < other);
         }
     }
 

@@ -4,10 +4,14 @@
 //! to rewrite their `ExecStart`, so the admin references the variable once and the operator keeps it current.
 
 use super::{RenderError, host_file, kubernetes_cni};
-use crate::api::{HostFile, KubernetesCniNetwork, NetworkMode, RktNodeConfigSpec};
+use crate::api::{
+    HostFile, KubernetesCniNetwork, NetworkMode, RktNodeConfigSpec, host_paths::KUBELET_DROP_IN_DIR,
+};
 
 /// systemd reads the drop-ins of `kubelet.service.d` in name order; `20-` comes after the usual `10-kubeadm.conf`.
-pub(super) const PATH: &str = "/etc/systemd/system/kubelet.service.d/20-rktnetes.conf";
+fn path() -> String {
+    format!("{KUBELET_DROP_IN_DIR}/20-rktnetes.conf")
+}
 
 /// What the admin reads first when opening the file.
 const HEADER: &str = "\
@@ -30,7 +34,7 @@ pub(super) fn render(
         "{HEADER}[Service]\nEnvironment=\"{}\"\n",
         systemd_quoted(&format!("KUBELET_RKT_ARGS={flags}"))
     );
-    Ok(host_file(PATH, content))
+    Ok(host_file(path(), content))
 }
 
 /// The kubelet's flags, in the order seed 003 lists them.
@@ -109,13 +113,13 @@ fn systemd_quoted(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{PATH, render, systemd_quoted};
+    use super::{path, render, systemd_quoted};
     use crate::render::{RenderError, test_spec};
 
     fn environment_line(yaml: &str) -> String {
         let spec = test_spec(yaml);
         let file = render(&spec, spec.network.kubernetes_cni.as_ref()).unwrap();
-        assert_eq!(file.path, PATH);
+        assert_eq!(file.path, path());
         assert_eq!(file.mode, 0o644);
         let lines: Vec<&str> = file.content.lines().collect();
         assert!(lines.contains(&"[Service]"), "{}", file.content);

@@ -4,10 +4,10 @@
 use serde_json::Value;
 
 use super::{RenderError, host_file, json};
-use crate::api::{HostFile, KubernetesCniNetwork};
-
-/// The only CNI config directory the agent may write to (one of the RktNodeState CRD's managed roots).
-pub(super) const CNI_CONF_ROOT: &str = "/etc/cni/net.d/";
+use crate::api::{
+    HostFile, KubernetesCniNetwork,
+    host_paths::{self, CNI_CONF_DIR},
+};
 
 /// The kubelet uses the first config of its directory in name order; `10-` leaves room for an admin's `00-` to
 /// take precedence on purpose.
@@ -24,7 +24,8 @@ pub(super) fn conf_dir(network: &KubernetesCniNetwork) -> Result<&str, RenderErr
         .split('/')
         .skip(1)
         .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
-    if plain_segments && format!("{dir}/").starts_with(CNI_CONF_ROOT) {
+    // The only CNI config directory the agent may write to, or one inside it.
+    if plain_segments && (dir == CNI_CONF_DIR || host_paths::is_below(dir, CNI_CONF_DIR)) {
         Ok(dir)
     } else {
         Err(RenderError::UnmanagedCniConfDir {
@@ -49,8 +50,11 @@ pub(super) fn render(network: &KubernetesCniNetwork) -> Result<HostFile, RenderE
 mod tests {
     use serde_json::json;
 
-    use super::{CNI_CONF_ROOT, render};
-    use crate::api::{KubernetesCniNetwork, node_state::MANAGED_ROOTS};
+    use super::render;
+    use crate::api::{
+        KubernetesCniNetwork,
+        host_paths::{CNI_CONF_DIR, MANAGED_DIRS},
+    };
     use crate::render::RenderError;
 
     fn network(conf_dir: &str, config: serde_json::Value) -> KubernetesCniNetwork {
@@ -63,7 +67,7 @@ mod tests {
 
     #[test]
     fn the_conf_root_is_a_managed_root() {
-        assert!(MANAGED_ROOTS.contains(&CNI_CONF_ROOT));
+        assert!(MANAGED_DIRS.contains(&CNI_CONF_DIR));
     }
 
     #[test]

@@ -13,15 +13,12 @@ mod stage1;
 
 use crate::api::{
     HostFile, NetworkMode, RktNodeConfigSpec, RktNodeStateSpec, RktServiceSpec, RktSpec,
+    host_paths::{self, RKT_LOCAL_CONFIG_DIR},
     node_state::MAX_FILE_SIZE,
 };
 
 /// The permission bits of every rendered file: configuration, readable by rkt, the kubelet and admins.
 const FILE_MODE: i32 = 0o644;
-
-/// rkt's local configuration directory. The rkt API service reads it when it starts, so a change below it
-/// needs a restart of that service.
-const RKT_LOCAL_CONFIG_DIR: &str = "/etc/rkt/";
 
 /// Everything a node selected by a spec must have.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +120,7 @@ pub fn render(spec: &RktNodeConfigSpec) -> Result<Rendering, RenderError> {
     let rkt = rkt_service(&spec.rkt);
     let restart_api_service = files
         .iter()
-        .any(|file| file.path.starts_with(RKT_LOCAL_CONFIG_DIR));
+        .any(|file| host_paths::is_below(&file.path, RKT_LOCAL_CONFIG_DIR));
     let hash = hash::rendering_hash(&files, &rkt, restart_api_service)?;
     Ok(Rendering {
         files,
@@ -173,7 +170,7 @@ fn test_spec(yaml: &str) -> RktNodeConfigSpec {
 #[cfg(test)]
 mod tests {
     use super::{Rendering, render, test_spec};
-    use crate::api::node_state::MANAGED_ROOTS;
+    use crate::api::host_paths;
 
     fn rendering(yaml: &str) -> Rendering {
         render(&test_spec(yaml)).unwrap_or_else(|error| panic!("{yaml}: {error}"))
@@ -258,11 +255,7 @@ mod tests {
         ] {
             for file in rendering(yaml).files {
                 assert_eq!(file.mode, 0o644, "{}", file.path);
-                assert!(
-                    MANAGED_ROOTS.iter().any(|root| file.path.starts_with(root)),
-                    "{}",
-                    file.path
-                );
+                assert!(host_paths::is_managed(&file.path), "{}", file.path);
                 assert!(file.content.ends_with('\n'), "{}", file.path);
             }
         }

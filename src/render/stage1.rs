@@ -3,10 +3,12 @@
 use serde::Serialize;
 
 use super::{RenderError, host_file, json};
-use crate::api::{HostFile, Stage1};
+use crate::api::{HostFile, Stage1, host_paths::RKT_STAGE1_DIR};
 
 /// rkt reads every `*.json` in `stage1.d` and refuses a field that two files define, so all of ours goes in one file.
-pub(super) const PATH: &str = "/etc/rkt/stage1.d/rktnetes.json";
+fn path() -> String {
+    format!("{RKT_STAGE1_DIR}/rktnetes.json")
+}
 
 /// rkt's stage1 configuration (rkt `Documentation/configuration.md`, kind `stage1`, version `v1`).
 #[derive(Serialize)]
@@ -31,12 +33,12 @@ pub(super) fn render(stage1: &Stage1) -> Result<HostFile, RenderError> {
         version: stage1.version.as_deref(),
         location: stage1.location.as_deref(),
     };
-    Ok(host_file(PATH, json::file_content(&config)?))
+    Ok(host_file(path(), json::file_content(&config)?))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{PATH, render};
+    use super::{path, render};
     use crate::api::Stage1;
 
     #[test]
@@ -47,7 +49,7 @@ mod tests {
             location: None,
         };
         let file = render(&stage1).unwrap();
-        assert_eq!(file.path, PATH);
+        assert_eq!(file.path, path());
         assert_eq!(file.mode, 0o644);
         assert_eq!(
             file.content,

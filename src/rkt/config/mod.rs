@@ -88,7 +88,7 @@ impl Default for ConfigDirs {
 pub const DEFAULT_SYSTEM_CONFIG_DIR: &str = "/usr/lib/rkt";
 
 /// The admin's configuration directory: where the operator writes.
-pub const DEFAULT_LOCAL_CONFIG_DIR: &str = "/etc/rkt";
+pub const DEFAULT_LOCAL_CONFIG_DIR: &str = crate::api::host_paths::RKT_LOCAL_CONFIG_DIR;
 
 impl ConfigDirs {
     /// Reads every directory, each checked on its own, later ones overriding earlier ones.

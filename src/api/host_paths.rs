@@ -1,0 +1,74 @@
+//! The host paths the operator knows, each defined here once: the renderer writes below them, the agent writes,
+//! watches and restarts by them, the agent DaemonSet mounts them, and the CRD admits files only below the managed
+//! ones.
+
+/// rkt's local configuration directory (rkt `Documentation/configuration.md`), where an administrator's settings
+/// go. The rkt API service reads it when it starts, so a change below it takes a restart of that service.
+pub const RKT_LOCAL_CONFIG_DIR: &str = "/etc/rkt";
+/// rkt's contained-network CNI configurations: `net.d` of the local configuration directory.
+pub const RKT_NET_DIR: &str = "/etc/rkt/net.d";
+/// rkt's default stage1 configuration: `stage1.d` of the local configuration directory.
+pub const RKT_STAGE1_DIR: &str = "/etc/rkt/stage1.d";
+/// The kubelet's default CNI configuration directory (`--cni-conf-dir`).
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
+/// Drop-ins of the kubelet's systemd unit, where the kubelet's rkt flags go.
+pub const KUBELET_DROP_IN_DIR: &str = "/etc/systemd/system/kubelet.service.d";
+
+/// The directories an agent may write in. The CRD refuses a file anywhere else, so a compromised controller or a
+/// hand edit cannot make an agent write outside rkt's and the kubelet's configuration.
+pub const MANAGED_DIRS: [&str; 4] = [
+    RKT_NET_DIR,
+    RKT_STAGE1_DIR,
+    CNI_CONF_DIR,
+    KUBELET_DROP_IN_DIR,
+];
+
+/// Where the agent keeps its ledger (what it wrote, for removal and rollback) across restarts; the agent DaemonSet
+/// mounts it.
+pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";
+/// The system D-Bus socket, through which the agent asks systemd to restart the rkt API service; the DaemonSet
+/// mounts it at this path.
+pub const DBUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// The mount namespace of the node's init (the agent DaemonSet shares the host's PID namespace): the agent runs the
+/// node's own programs (`rkt version`, `spec.rkt.path`) in it, so that they resolve on the host, not in its image.
+pub const HOST_MOUNT_NAMESPACE: &str = "/proc/1/ns/mnt";
+
+/// Whether `path` is strictly below the directory `dir` (`/etc/rkt/net.d/x` is below `/etc/rkt`; `/etc/rktx` and
+/// `/etc/rkt` itself are not).
+pub fn is_below(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+}
+
+/// Whether an agent may write `path`: below one of [`MANAGED_DIRS`].
+pub fn is_managed(path: &str) -> bool {
+    MANAGED_DIRS.iter().any(|dir| is_below(path, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn below_means_inside_the_directory() {
+        assert!(is_below(
+            "/etc/rkt/net.d/00-rktnetes.conf",
+            RKT_LOCAL_CONFIG_DIR
+        ));
+        assert!(is_below("/etc/rkt/net.d/00-rktnetes.conf", RKT_NET_DIR));
+        assert!(!is_below("/etc/rkt", RKT_LOCAL_CONFIG_DIR));
+        assert!(!is_below("/etc/rkt/", RKT_LOCAL_CONFIG_DIR));
+        assert!(!is_below("/etc/rktnetes/x", RKT_LOCAL_CONFIG_DIR));
+        assert!(!is_below("/etc/cni/net.d.old/x", CNI_CONF_DIR));
+    }
+
+    #[test]
+    fn managed_paths_are_in_the_managed_directories_only() {
+        assert!(is_managed("/etc/cni/net.d/10-rktnetes.conflist"));
+        assert!(is_managed(
+            "/etc/systemd/system/kubelet.service.d/20-rktnetes.conf"
+        ));
+        assert!(!is_managed("/etc/rkt/paths.d/x.json"));
+        assert!(!is_managed("/var/lib/rktnetes/ledger.json"));
+    }
+}
