@@ -42,6 +42,7 @@ use crate::{
         },
     },
     conditions::merge_conditions,
+    events::Notice,
     rkt::client::{get_info, version_from_cli},
 };
 
@@ -288,14 +289,13 @@ impl Agent {
                 self.ledger.pending = None;
                 self.save_ledger();
                 self.reports
-                    .event(
-                        false,
+                    .event(Notice::normal(
                         "FilesRemoved",
                         format!(
                             "Removed {}: no RktNodeConfig selects this node.",
                             changes.paths.join(", ")
                         ),
-                    )
+                    ))
                     .await;
                 if changes.touches(RKT_LOCAL_CONFIG_DIR)
                     && let Some(rkt) = &api_service
@@ -378,8 +378,7 @@ impl Agent {
         self.save_ledger();
         if !changes.is_empty() {
             self.reports
-                .event(
-                    false,
+                .event(Notice::normal(
                     "Applied",
                     format!(
                         "Applied {} of RktNodeConfig {} ({}){}.",
@@ -392,7 +391,7 @@ impl Agent {
                             String::new()
                         }
                     ),
-                )
+                ))
                 .await;
         }
         Outcome::Applied
@@ -425,7 +424,9 @@ impl Agent {
         };
         self.ledger.failed_reason = Some(note.clone());
         self.save_ledger();
-        self.reports.event(true, "RolledBack", note).await;
+        self.reports
+            .event(Notice::warning("RolledBack", note))
+            .await;
         outcome
     }
 
@@ -460,7 +461,9 @@ impl Agent {
                     ),
                 };
                 tracing::warn!(note, "drift");
-                self.reports.event(true, "DriftRepaired", note).await;
+                self.reports
+                    .event(Notice::warning("DriftRepaired", note))
+                    .await;
             }
             Err(error) => tracing::warn!(%error, "could not check the managed files"),
         }

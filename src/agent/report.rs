@@ -9,11 +9,13 @@ use k8s_openapi::{
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use serde_json::json;
 
-use crate::api::{RktNodeState, RktNodeStateStatus, node_state::Release};
+use crate::{
+    api::{RktNodeState, RktNodeStateStatus, node_state::Release},
+    events::{EventPublisher, Notice},
+};
 
 /// The field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "rktnetes-agent";
@@ -22,7 +24,7 @@ pub struct Reports {
     node: String,
     states: Api<RktNodeState>,
     nodes: Api<Node>,
-    recorder: Recorder,
+    events: EventPublisher,
     /// What the agent last wrote, to write only changes.
     last_status: Option<RktNodeStateStatus>,
     last_node_conditions: Option<Vec<Condition>>,
@@ -34,13 +36,7 @@ impl Reports {
             node: node.to_owned(),
             states: Api::all(client.clone()),
             nodes: Api::all(client.clone()),
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: FIELD_MANAGER.to_owned(),
-                    instance: Some(node.to_owned()),
-                },
-            ),
+            events: EventPublisher::new(client, FIELD_MANAGER, node, "Apply"),
             last_status: None,
             last_node_conditions: None,
         }
@@ -114,25 +110,15 @@ impl Reports {
     }
 
     /// Records an Event on the Node. Best effort: a lost Event is logged.
-    pub async fn event(&self, warning: bool, reason: &str, note: String) {
+    pub async fn event(&self, notice: Notice) {
         let reference = ObjectReference {
             api_version: Some("v1".to_owned()),
             kind: Some("Node".to_owned()),
             name: Some(self.node.clone()),
             ..ObjectReference::default()
         };
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Apply".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &reference).await {
+        let reason = notice.reason.clone();
+        if let Err(error) = self.events.publish(&reference, notice).await {
             tracing::warn!(%error, reason, "could not record an Event");
         }
     }

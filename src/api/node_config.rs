@@ -4,7 +4,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{Network, NodeSelector, RktSpec, Rollout, Stage1};
+use super::{Network, NodeSelector, RktSpec, Rollout, Stage1, stage1::KVM_STAGE1_NAME};
+
+/// Seed 003: a KVM pod must use rkt's contained network.
+fn kvm_needs_contained_network() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "!has(self.stage1.name) || self.stage1.name != '{KVM_STAGE1_NAME}' || self.network.mode == 'Contained'"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "the KVM stage1 ({KVM_STAGE1_NAME}) requires network.mode Contained: rkt's CNI driver does not support KVM \
+         pods on Kubernetes-managed networks"
+    )))
+    .field_path(".network.mode")
+}
 
 /// The desired rkt setup of a group of nodes: their pod network, default stage1 image and rkt version.
 /// Cluster-scoped. Where several configs select a node, the one with the highest priority wins; a tie at the
@@ -33,10 +45,7 @@ use super::{Network, NodeSelector, RktSpec, Rollout, Stage1};
         .message("metadata.name must be at most 63 characters: it is used as a label value on each node's RktNodeState"),
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(
-    "!has(self.stage1.name) || self.stage1.name != 'coreos.com/rkt/stage1-kvm' || self.network.mode == 'Contained'"
-).message("the KVM stage1 (coreos.com/rkt/stage1-kvm) requires network.mode Contained: rkt's CNI driver does not support KVM pods on Kubernetes-managed networks")
- .field_path(".network.mode"))]
+#[x_kube(validation = kvm_needs_contained_network())]
 pub struct RktNodeConfigSpec {
     /// Which nodes this config applies to. Empty selects every node.
     #[serde(default)]

@@ -38,11 +38,6 @@ pub struct Stage1 {
 }
 
 impl Stage1 {
-    /// Whether this is rkt's KVM stage1.
-    pub fn is_kvm(&self) -> bool {
-        self.name.as_deref() == Some(KVM_STAGE1_NAME)
-    }
-
     /// Whether anything is set, i.e. whether the node gets a `stage1.d` file.
     pub fn is_set(&self) -> bool {
         self.name.is_some() || self.location.is_some()

@@ -18,12 +18,12 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use sha2::{Digest, Sha256};
 
 use crate::api::{
     NodeSelector, RktNodeConfig,
     host_paths::{AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE, MANAGED_DIRS},
 };
+use crate::render::json_hash;
 
 /// The per-pod stage1 override (seed 003): the agent needs the host's mount namespace, so it runs under fly.
 pub const STAGE1_OVERRIDE_ANNOTATION: &str = "rkt.alpha.kubernetes.io/stage1-name-override";
@@ -171,15 +171,10 @@ pub fn agent_daemonset(
     Some(daemonset)
 }
 
-/// The hash that identifies a DaemonSet as the controller renders it.
+/// The hash that identifies a DaemonSet as the controller renders it. (A DaemonSet always serializes; were it not
+/// to, every template would hash alike and the controller would write it once more, nothing worse.)
 fn template_hash(daemonset: &DaemonSet) -> String {
-    let bytes = serde_json::to_vec(daemonset).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    digest
-        .iter()
-        .take(8)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    json_hash(daemonset).unwrap_or_default()
 }
 
 /// Only the nodes some config selects, and the releasing ones by name; any config with an empty selector selects

@@ -8,7 +8,6 @@ use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ObjectReference};
 use kube::{
     Api, Client, Resource,
     api::{DeleteParams, Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder},
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -18,7 +17,18 @@ use super::{
     metrics::Metrics,
     plan::{Plan, PlannedEvent},
 };
-use crate::api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState};
+use crate::{
+    api::{RktNodeConfig, RktNodeConfigStatus, RktNodeState},
+    events::EventPublisher,
+};
+
+/// A delete (or a patch of something about to go) that finds nothing has nothing left to do.
+fn gone_is_fine<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other.map(drop),
+    }
+}
 
 /// The field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "rktnetes-controller";
@@ -38,7 +48,7 @@ pub struct WriteError {
 pub struct Writer {
     pub client: Client,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub leader: watch::Receiver<bool>,
     pub concurrency: usize,
 }
@@ -63,70 +73,42 @@ impl Writer {
         let configs: Api<RktNodeConfig> = Api::all(self.client.clone());
         let apply = PatchParams::apply(FIELD_MANAGER).force();
 
-        let mut errors = Vec::new();
-        let state_writes = stream::iter(plan.apply_states)
-            .map(|state| {
-                let (states, apply) = (&states, &apply);
-                async move {
-                    let name = state.metadata.name.clone().unwrap_or_default();
-                    let result = states.patch(&name, apply, &Patch::Apply(&state)).await;
-                    self.record("rktnodestate", "apply", name, result.map(drop))
-                }
+        let (states, configs, apply) = (&states, &configs, &apply);
+        let mut errors = self
+            .each(plan.apply_states, |state| async move {
+                let name = state.metadata.name.clone().unwrap_or_default();
+                let result = states.patch(&name, apply, &Patch::Apply(&state)).await;
+                self.record("rktnodestate", "apply", name, result.map(drop))
             })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>();
-        errors.extend(state_writes.await.into_iter().flatten());
-
-        let deletions = stream::iter(plan.delete_states)
-            .map(|name| {
-                let states = &states;
-                async move {
-                    let result = match states.delete(&name, &DeleteParams::background()).await {
-                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                        other => other.map(drop),
-                    };
-                    self.record("rktnodestate", "delete", name, result)
-                }
+            .await;
+        errors.extend(
+            self.each(plan.delete_states, |name| async move {
+                let result = gone_is_fine(states.delete(&name, &DeleteParams::background()).await);
+                self.record("rktnodestate", "delete", name, result)
             })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>();
-        errors.extend(deletions.await.into_iter().flatten());
-
-        let releases = stream::iter(plan.release_states)
-            .map(|release| {
-                let states = &states;
-                async move {
-                    let result = match states
-                        .patch(
-                            &release.name,
-                            &PatchParams::default(),
-                            &Patch::Merge(release.patch()),
-                        )
-                        .await
-                    {
-                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                        other => other.map(drop),
-                    };
-                    self.record("rktnodestate", "release", release.name, result)
-                }
+            .await,
+        );
+        errors.extend(
+            self.each(plan.release_states, |release| async move {
+                let patch = Patch::Merge(release.patch());
+                let result = gone_is_fine(
+                    states
+                        .patch(&release.name, &PatchParams::default(), &patch)
+                        .await,
+                );
+                self.record("rktnodestate", "release", release.name, result)
             })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>();
-        errors.extend(releases.await.into_iter().flatten());
-
-        let status_writes = stream::iter(plan.statuses)
-            .map(|(name, status)| {
-                let (configs, apply) = (&configs, &apply);
-                async move {
-                    let result = configs
-                        .patch_status(&name, apply, &Patch::Apply(status_patch(&status)))
-                        .await;
-                    self.record("rktnodeconfig_status", "apply", name, result.map(drop))
-                }
+            .await,
+        );
+        errors.extend(
+            self.each(plan.statuses, |(name, status)| async move {
+                let result = configs
+                    .patch_status(&name, apply, &Patch::Apply(status_patch(&status)))
+                    .await;
+                self.record("rktnodeconfig_status", "apply", name, result.map(drop))
             })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>();
-        errors.extend(status_writes.await.into_iter().flatten());
+            .await,
+        );
 
         if let Some(change) = daemonset {
             errors.extend(self.write_daemonset(change).await);
@@ -135,6 +117,20 @@ impl Writer {
             self.publish(event).await;
         }
         errors
+    }
+
+    /// Runs `write` for every item, at most `concurrency` at once; the writes that failed.
+    async fn each<T, W, F>(&self, items: impl IntoIterator<Item = T>, write: W) -> Vec<WriteError>
+    where
+        W: FnMut(T) -> F,
+        F: Future<Output = Option<WriteError>>,
+    {
+        stream::iter(items)
+            .map(write)
+            .buffer_unordered(self.concurrency)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
     }
 
     async fn write_daemonset(&self, change: DaemonSetChange) -> Option<WriteError> {
@@ -151,16 +147,13 @@ impl Writer {
             }
             DaemonSetChange::Delete { namespace, name } => {
                 let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
-                let result = match api.delete(&name, &DeleteParams::background()).await {
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    other => other.map(drop),
-                };
+                let result = gone_is_fine(api.delete(&name, &DeleteParams::background()).await);
                 self.record("daemonset", "delete", name, result)
             }
         }
     }
 
-    /// Events are best effort: a lost Event is logged, never retried into a write storm.
+    /// Events are best effort: a lost Event is counted and logged.
     async fn publish(&self, event: PlannedEvent) {
         let reference = ObjectReference {
             api_version: Some(RktNodeConfig::api_version(&()).into_owned()),
@@ -168,18 +161,7 @@ impl Writer {
             name: Some(event.config.clone()),
             ..ObjectReference::default()
         };
-        let kube_event = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: event.reason,
-            note: Some(event.note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        match self.recorder.publish(&kube_event, &reference).await {
+        match self.events.publish(&reference, event.notice).await {
             Ok(()) => self.metrics.wrote("event", "create"),
             Err(error) => {
                 self.metrics.failed("event");

@@ -22,16 +22,15 @@ use k8s_openapi::{
     api::core::v1::{ResourceRequirements, Toleration},
     apimachinery::pkg::apis::meta::v1::Time,
 };
-use kube::{
-    Client,
-    runtime::events::{Recorder, Reporter},
-};
+use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::Notify;
 
 pub use agent_daemonset::{AgentSettings, agent_daemonset};
 pub use apply::FIELD_MANAGER;
 pub use plan::CONFIG_LABEL;
+
+use crate::events::EventPublisher;
 
 use self::{
     apply::{Writer, daemonset_change},
@@ -195,13 +194,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     let writer = Writer {
         client: client.clone(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: FIELD_MANAGER.to_owned(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        events: EventPublisher::new(client.clone(), FIELD_MANAGER, &identity, "Reconcile"),
         leader: leader.clone(),
         concurrency: args.write_concurrency.max(1),
     };

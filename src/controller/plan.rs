@@ -24,6 +24,7 @@ use crate::{
         node_state::{AGENT_CLEANUP_FINALIZER, Release},
     },
     conditions::{name_some, transitions},
+    events::Notice,
     render::{Rendering, render},
 };
 
@@ -59,9 +60,7 @@ pub struct Plan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedEvent {
     pub config: String,
-    pub warning: bool,
-    pub reason: String,
-    pub note: String,
+    pub notice: Notice,
 }
 
 /// Decides everything for `snapshot` at time `now`.
@@ -205,11 +204,14 @@ fn plan_config(
             if condition.status == "False" && !was_known {
                 continue; // a condition that starts out False is no news
             }
+            let notice = if is_warning(&condition.type_, &condition.status, &condition.reason) {
+                Notice::warning(&condition.reason, condition.message.clone())
+            } else {
+                Notice::normal(&condition.reason, condition.message.clone())
+            };
             plan.events.push(PlannedEvent {
                 config: name.clone(),
-                warning: is_warning(&condition.type_, &condition.status, &condition.reason),
-                reason: condition.reason.clone(),
-                note: condition.message.clone(),
+                notice,
             });
         }
         plan.statuses.push((name, status));
@@ -246,13 +248,14 @@ fn start_wave(
     if !wave.start.is_empty() {
         plan.events.push(PlannedEvent {
             config: name,
-            warning: false,
-            reason: "UpdatingNodes".to_owned(),
-            note: format!(
-                "Giving rendering {} to {}; {} nodes wait.",
-                rendering.hash,
-                name_some(&wave.start, 5),
-                wave.waiting
+            notice: Notice::normal(
+                "UpdatingNodes",
+                format!(
+                    "Giving rendering {} to {}; {} nodes wait.",
+                    rendering.hash,
+                    name_some(&wave.start, 5),
+                    wave.waiting
+                ),
             ),
         });
     }
@@ -270,7 +273,10 @@ fn state_name(state: &RktNodeState) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{NodePhase, RktNodeStateStatus};
+    use crate::{
+        api::{NodePhase, RktNodeStateStatus},
+        events::EventType,
+    };
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap())
@@ -334,7 +340,11 @@ mod tests {
         assert_eq!(state.labels()[CONFIG_LABEL], "c");
         assert_eq!(state.owner_references()[0].uid, "uid-c");
         assert_eq!(plan.statuses.len(), 1);
-        assert!(plan.events.iter().any(|e| e.reason == "UpdatingNodes"));
+        assert!(
+            plan.events
+                .iter()
+                .any(|e| e.notice.reason == "UpdatingNodes")
+        );
     }
 
     #[test]
@@ -454,7 +464,9 @@ mod tests {
         assert_eq!(
             plan.events
                 .iter()
-                .filter(|e| e.reason == "TiedPriority" && e.warning)
+                .filter(
+                    |e| e.notice.reason == "TiedPriority" && e.notice.type_ == EventType::Warning
+                )
                 .count(),
             2
         );
@@ -505,7 +517,7 @@ mod tests {
         assert!(
             plan.events
                 .iter()
-                .any(|e| e.warning && e.reason == "RenderFailed")
+                .any(|e| e.notice.type_ == EventType::Warning && e.notice.reason == "RenderFailed")
         );
     }
 }

@@ -25,12 +25,17 @@ pub(super) fn rendering_hash(
     rkt: &RktServiceSpec,
     restart_api_service: bool,
 ) -> Result<String, serde_json::Error> {
-    let canonical = serde_json::to_vec(&HashedState {
+    json_hash(&HashedState {
         files,
         rkt,
         restart_api_service,
-    })?;
-    let digest = Sha256::digest(&canonical);
+    })
+}
+
+/// The first 16 hex digits of SHA-256 over `value`'s compact JSON: the short, stable identity of what the
+/// controller writes (a rendering, the agent DaemonSet), the same for the same value on every run.
+pub fn json_hash<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let digest = Sha256::digest(serde_json::to_vec(value)?);
     Ok(digest
         .iter()
         .take(HASH_DIGITS / 2)

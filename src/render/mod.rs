@@ -11,6 +11,8 @@ mod kubelet;
 mod kubernetes_cni;
 mod stage1;
 
+pub use hash::json_hash;
+
 use crate::api::{
     HostFile, NetworkMode, RktNodeConfigSpec, RktNodeStateSpec, RktServiceSpec, RktSpec,
     host_paths::{self, RKT_LOCAL_CONFIG_DIR},

@@ -392,7 +392,11 @@ impl Scenario {
                     "maxUnavailable 1: one node first"
                 );
                 assert_eq!(plan.statuses.len(), 1);
-                assert!(plan.events.iter().any(|e| e.reason == "UpdatingNodes"));
+                assert!(
+                    plan.events
+                        .iter()
+                        .any(|e| e.notice.reason == "UpdatingNodes")
+                );
                 assert!(plan.delete_states.is_empty());
             }
         }
