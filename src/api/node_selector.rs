@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use kube::KubeSchema;
+use kube::{
+    KubeSchema,
+    core::{Expression, Selector},
+};
 use serde::{Deserialize, Serialize};
 
 /// A label selector over Nodes. Empty selects every node.
@@ -57,15 +60,23 @@ pub struct NodeSelectorRequirement {
 }
 
 impl NodeSelector {
-    /// Whether a node with these labels is selected.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
+    /// The same requirements as kube's own [`Selector`], which matches labels as the API server does.
+    pub fn selector(&self) -> Selector {
+        let labels = self
+            .match_labels
             .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
-            && self
-                .match_expressions
-                .iter()
-                .all(|requirement| requirement.matches(labels))
+            .map(|(key, value)| Expression::Equal(key.clone(), value.clone()));
+        let expressions = self.match_expressions.iter().map(|requirement| {
+            let key = requirement.key.clone();
+            let values = || requirement.values.iter().cloned().collect();
+            match requirement.operator {
+                NodeSelectorOperator::In => Expression::In(key, values()),
+                NodeSelectorOperator::NotIn => Expression::NotIn(key, values()),
+                NodeSelectorOperator::Exists => Expression::Exists(key),
+                NodeSelectorOperator::DoesNotExist => Expression::DoesNotExist(key),
+            }
+        });
+        labels.chain(expressions).collect()
     }
 }
 
@@ -77,19 +88,6 @@ impl NodeSelectorOperator {
             Self::NotIn => "NotIn",
             Self::Exists => "Exists",
             Self::DoesNotExist => "DoesNotExist",
-        }
-    }
-}
-
-impl NodeSelectorRequirement {
-    /// Whether a node with these labels meets this requirement.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        match self.operator {
-            NodeSelectorOperator::In => value.is_some_and(|value| self.values.contains(value)),
-            NodeSelectorOperator::NotIn => value.is_none_or(|value| !self.values.contains(value)),
-            NodeSelectorOperator::Exists => value.is_some(),
-            NodeSelectorOperator::DoesNotExist => value.is_none(),
         }
     }
 }

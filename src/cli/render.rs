@@ -16,7 +16,7 @@ use crate::{
         RktNodeConfig,
         validation::{FieldErrors, OfflineValidator, SchemaError},
     },
-    controller::selection::{Assignment, assign},
+    controller::selection::{Assignment, Selection},
     render::{self, RenderError, Rendering},
 };
 
@@ -196,7 +196,7 @@ fn winner<'a>(
     configs: &'a [RktNodeConfig],
     labels: &Labels,
 ) -> Result<&'a RktNodeConfig, RenderCommandError> {
-    match assign(configs, labels) {
+    match Selection::new(configs).assign(labels) {
         Assignment::Won(name) => configs
             .iter()
             .find(|config| config.name_any() == name)

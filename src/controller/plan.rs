@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt, core::PartialObjectMeta};
 use super::{
     config_status::{ConfigObservation, config_status},
     rollout::{NodeProgress, Wave, max_unavailable, next_wave},
-    selection::{Assignment, assign},
+    selection::{Assignment, Selection},
 };
 use crate::{
     api::{
@@ -80,9 +80,10 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     let mut nodes: Vec<&PartialObjectMeta<Node>> =
         snapshot.nodes.iter().map(AsRef::as_ref).collect();
     nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let selection = Selection::new(configs.iter().copied());
     for node in nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
-        match assign(configs.iter().copied(), node.labels()) {
+        match selection.assign(node.labels()) {
             Assignment::Won(config) => {
                 won.entry(config).or_default().push(name);
                 keep.insert(name);

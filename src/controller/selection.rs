@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use kube::core::{Selector, SelectorExt};
+
 use crate::api::RktNodeConfig;
 
 /// The outcome of selection for one node.
@@ -16,17 +18,37 @@ pub enum Assignment {
     Tied(Vec<String>),
 }
 
-/// Picks the config that wins a node with these labels.
-pub fn assign<'a>(
-    configs: impl IntoIterator<Item = &'a RktNodeConfig>,
-    labels: &BTreeMap<String, String>,
-) -> Assignment {
+/// The configs of a pass with their selectors, made once and matched against every node.
+pub struct Selection<'a> {
+    configs: Vec<(&'a RktNodeConfig, Selector)>,
+}
+
+impl<'a> Selection<'a> {
+    pub fn new(configs: impl IntoIterator<Item = &'a RktNodeConfig>) -> Self {
+        Self {
+            configs: configs
+                .into_iter()
+                .map(|config| (config, config.spec.node_selector.selector()))
+                .collect(),
+        }
+    }
+
+    /// Picks the config that wins a node with these labels.
+    pub fn assign(&self, labels: &BTreeMap<String, String>) -> Assignment {
+        assign(
+            self.configs
+                .iter()
+                .filter(|(_, selector)| selector.matches(labels))
+                .map(|(config, _)| *config),
+        )
+    }
+}
+
+/// The winner among the configs that select a node.
+fn assign<'a>(selecting: impl IntoIterator<Item = &'a RktNodeConfig>) -> Assignment {
     let mut best: Option<i32> = None;
     let mut winners: Vec<String> = Vec::new();
-    for config in configs {
-        if !config.spec.node_selector.matches(labels) {
-            continue;
-        }
+    for config in selecting {
         let name = config.metadata.name.clone().unwrap_or_default();
         match best {
             Some(priority) if config.spec.priority < priority => {}
@@ -83,11 +105,11 @@ mod tests {
     fn an_empty_selector_selects_every_node() {
         let configs = [config("all", 0, NodeSelector::default())];
         assert_eq!(
-            assign(&configs, &labels(&[])),
+            Selection::new(&configs).assign(&labels(&[])),
             Assignment::Won("all".into())
         );
         assert_eq!(
-            assign(&configs, &labels(&[("a", "b")])),
+            Selection::new(&configs).assign(&labels(&[("a", "b")])),
             Assignment::Won("all".into())
         );
     }
@@ -96,11 +118,11 @@ mod tests {
     fn a_node_no_config_selects_is_unselected() {
         let configs = [config("gpu", 0, match_labels(&[("pool", "gpu")]))];
         assert_eq!(
-            assign(&configs, &labels(&[("pool", "cpu")])),
+            Selection::new(&configs).assign(&labels(&[("pool", "cpu")])),
             Assignment::Unselected
         );
         assert_eq!(
-            assign(&[], &labels(&[("pool", "cpu")])),
+            Selection::new(&[]).assign(&labels(&[("pool", "cpu")])),
             Assignment::Unselected
         );
     }
@@ -113,11 +135,11 @@ mod tests {
             config("low", -5, NodeSelector::default()),
         ];
         assert_eq!(
-            assign(&configs, &labels(&[("pool", "gpu")])),
+            Selection::new(&configs).assign(&labels(&[("pool", "gpu")])),
             Assignment::Won("special".into())
         );
         assert_eq!(
-            assign(&configs, &labels(&[("pool", "cpu")])),
+            Selection::new(&configs).assign(&labels(&[("pool", "cpu")])),
             Assignment::Won("base".into())
         );
     }
@@ -130,11 +152,11 @@ mod tests {
             config("low", 1, NodeSelector::default()),
         ];
         assert_eq!(
-            assign(&configs, &labels(&[("pool", "gpu")])),
+            Selection::new(&configs).assign(&labels(&[("pool", "gpu")])),
             Assignment::Tied(vec!["alpha".into(), "zeta".into()])
         );
         assert_eq!(
-            assign(&configs, &labels(&[])),
+            Selection::new(&configs).assign(&labels(&[])),
             Assignment::Won("zeta".into())
         );
     }
@@ -147,7 +169,7 @@ mod tests {
             config("top", 2, NodeSelector::default()),
         ];
         assert_eq!(
-            assign(&configs, &labels(&[])),
+            Selection::new(&configs).assign(&labels(&[])),
             Assignment::Won("top".into())
         );
     }
@@ -177,14 +199,41 @@ mod tests {
         let zone_a = labels(&[("zone", "a")]);
         let zone_b = labels(&[("zone", "b")]);
         let none = labels(&[]);
-        assert_eq!(assign(&in_a, &zone_a), Assignment::Won("c".into()));
-        assert_eq!(assign(&in_a, &zone_b), Assignment::Unselected);
-        assert_eq!(assign(&not_in_a, &zone_b), Assignment::Won("c".into()));
-        assert_eq!(assign(&not_in_a, &none), Assignment::Won("c".into()));
-        assert_eq!(assign(&not_in_a, &zone_a), Assignment::Unselected);
-        assert_eq!(assign(&exists, &zone_b), Assignment::Won("c".into()));
-        assert_eq!(assign(&exists, &none), Assignment::Unselected);
-        assert_eq!(assign(&absent, &none), Assignment::Won("c".into()));
-        assert_eq!(assign(&absent, &zone_a), Assignment::Unselected);
+        assert_eq!(
+            Selection::new(&in_a).assign(&zone_a),
+            Assignment::Won("c".into())
+        );
+        assert_eq!(
+            Selection::new(&in_a).assign(&zone_b),
+            Assignment::Unselected
+        );
+        assert_eq!(
+            Selection::new(&not_in_a).assign(&zone_b),
+            Assignment::Won("c".into())
+        );
+        assert_eq!(
+            Selection::new(&not_in_a).assign(&none),
+            Assignment::Won("c".into())
+        );
+        assert_eq!(
+            Selection::new(&not_in_a).assign(&zone_a),
+            Assignment::Unselected
+        );
+        assert_eq!(
+            Selection::new(&exists).assign(&zone_b),
+            Assignment::Won("c".into())
+        );
+        assert_eq!(
+            Selection::new(&exists).assign(&none),
+            Assignment::Unselected
+        );
+        assert_eq!(
+            Selection::new(&absent).assign(&none),
+            Assignment::Won("c".into())
+        );
+        assert_eq!(
+            Selection::new(&absent).assign(&zone_a),
+            Assignment::Unselected
+        );
     }
 }
