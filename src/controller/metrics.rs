@@ -1,7 +1,9 @@
 //! The controller's Prometheus metrics, served on `/metrics`.
 
+use std::collections::HashMap;
+
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -23,8 +25,43 @@ pub struct ErrorLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
-    /// A RktNodeState phase, or `Unknown` before its agent reports.
-    pub phase: &'static str,
+    pub phase: Phase,
+}
+
+/// A RktNodeState's phase as a label value: the phase its agent reported, or `Unknown` before it reports.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Phase {
+    Unknown,
+    Pending,
+    Applying,
+    Applied,
+    Degraded,
+    RolledBack,
+}
+
+impl Phase {
+    /// Every value, so that a phase no node is in shows 0 rather than its last count.
+    const ALL: [Self; 6] = [
+        Self::Unknown,
+        Self::Pending,
+        Self::Applying,
+        Self::Applied,
+        Self::Degraded,
+        Self::RolledBack,
+    ];
+}
+
+impl From<Option<NodePhase>> for Phase {
+    fn from(phase: Option<NodePhase>) -> Self {
+        match phase {
+            None => Self::Unknown,
+            Some(NodePhase::Pending) => Self::Pending,
+            Some(NodePhase::Applying) => Self::Applying,
+            Some(NodePhase::Applied) => Self::Applied,
+            Some(NodePhase::Degraded) => Self::Degraded,
+            Some(NodePhase::RolledBack) => Self::RolledBack,
+        }
+    }
 }
 
 /// Every metric the controller keeps.
@@ -107,16 +144,12 @@ impl Metrics {
 
     /// Sets the node gauge from the phases the RktNodeStates report.
     pub fn set_phases(&self, phases: impl IntoIterator<Item = Option<NodePhase>>) {
-        let mut counts = [0_i64; 6];
+        let mut counts: HashMap<Phase, i64> = Phase::ALL.map(|phase| (phase, 0)).into();
         for phase in phases {
-            counts[phase_index(phase)] += 1;
+            *counts.entry(Phase::from(phase)).or_default() += 1;
         }
-        for (index, count) in counts.iter().enumerate() {
-            self.nodes
-                .get_or_create(&PhaseLabels {
-                    phase: PHASE_NAMES[index],
-                })
-                .set(*count);
+        for (phase, count) in counts {
+            self.nodes.get_or_create(&PhaseLabels { phase }).set(count);
         }
     }
 
@@ -128,22 +161,23 @@ impl Metrics {
     }
 }
 
-const PHASE_NAMES: [&str; 6] = [
-    "Unknown",
-    "Pending",
-    "Applying",
-    "Applied",
-    "Degraded",
-    "RolledBack",
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn phase_index(phase: Option<NodePhase>) -> usize {
-    match phase {
-        None => 0,
-        Some(NodePhase::Pending) => 1,
-        Some(NodePhase::Applying) => 2,
-        Some(NodePhase::Applied) => 3,
-        Some(NodePhase::Degraded) => 4,
-        Some(NodePhase::RolledBack) => 5,
+    #[test]
+    fn the_node_gauge_counts_every_phase_and_zero_for_the_others() {
+        let metrics = Metrics::default();
+        metrics.set_phases([None, Some(NodePhase::Applied), Some(NodePhase::Applied)]);
+        metrics.set_phases([Some(NodePhase::Applied), Some(NodePhase::RolledBack)]);
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"rktnetes_controller_nodes{phase="Applied"} 1"#,
+            r#"rktnetes_controller_nodes{phase="RolledBack"} 1"#,
+            r#"rktnetes_controller_nodes{phase="Unknown"} 0"#,
+            r#"rktnetes_controller_nodes{phase="Pending"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
     }
 }
