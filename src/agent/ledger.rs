@@ -58,6 +58,35 @@ pub struct Ledger {
     pub pending: Option<Transaction>,
 }
 
+impl Ledger {
+    /// No spec is in play any more (no config selects the node): nothing applied, failed or under way.
+    pub fn forget_spec(&mut self) {
+        self.applied_hash = None;
+        self.failed_hash = None;
+        self.failed_reason = None;
+        self.pending = None;
+    }
+
+    /// The spec `hash` is in place: the change is over, and an earlier failure no longer holds.
+    pub fn applied(&mut self, hash: &str) {
+        self.pending = None;
+        self.applied_hash = Some(hash.to_owned());
+        self.failed_hash = None;
+        self.failed_reason = None;
+    }
+
+    /// The spec `hash` broke the rkt API service and was rolled back: not to be tried again until the spec
+    /// changes. The reason follows once the rollback is over ([`Ledger::rollback_explained`]).
+    pub fn rolled_back(&mut self, hash: &str) {
+        self.failed_hash = Some(hash.to_owned());
+    }
+
+    /// Why the failed spec was rolled back, reported for as long as that spec stays.
+    pub fn rollback_explained(&mut self, reason: &str) {
+        self.failed_reason = Some(reason.to_owned());
+    }
+}
+
 /// Where the ledger lives and how it is read and saved.
 pub struct LedgerFile {
     path: PathBuf,
@@ -100,5 +129,55 @@ impl LedgerFile {
         })?;
         atomic_file::write(&self.path, &bytes, 0o600)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> Ledger {
+        Ledger {
+            applied_hash: Some("old".into()),
+            pending: Some(Transaction {
+                hash: "new".into(),
+                ..Transaction::default()
+            }),
+            ..Ledger::default()
+        }
+    }
+
+    #[test]
+    fn a_rollback_keeps_the_failed_hash_and_its_reason_until_a_spec_applies() {
+        let mut ledger = ledger();
+        ledger.rolled_back("new");
+        ledger.rollback_explained("GetInfo failed");
+        assert_eq!(ledger.failed_hash.as_deref(), Some("new"));
+        assert_eq!(ledger.failed_reason.as_deref(), Some("GetInfo failed"));
+        ledger.applied("newer");
+        assert_eq!(ledger.applied_hash.as_deref(), Some("newer"));
+        assert_eq!(
+            (ledger.failed_hash, ledger.failed_reason, ledger.pending),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn forgetting_the_spec_keeps_the_managed_files() {
+        let mut ledger = ledger();
+        ledger
+            .files
+            .insert("/etc/rkt/net.d/x.conf".into(), ManagedFile::default());
+        ledger.rolled_back("new");
+        ledger.forget_spec();
+        assert_eq!(
+            ledger.files.len(),
+            1,
+            "the files are let go of by Host::put, not here"
+        );
+        assert_eq!(
+            (ledger.applied_hash, ledger.failed_hash, ledger.pending),
+            (None, None, None)
+        );
     }
 }

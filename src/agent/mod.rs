@@ -283,10 +283,7 @@ impl Agent {
         let api_service = self.ledger.api_service.take();
         match self.host.put(&mut self.ledger, &[]) {
             Ok(changes) => {
-                self.ledger.applied_hash = None;
-                self.ledger.failed_hash = None;
-                self.ledger.failed_reason = None;
-                self.ledger.pending = None;
+                self.ledger.forget_spec();
                 self.save_ledger();
                 self.reports
                     .event(Notice::normal(
@@ -371,10 +368,7 @@ impl Agent {
         if restart && let Err(error) = self.restart(&spec.rkt).await {
             return self.undo(spec, error).await;
         }
-        self.ledger.pending = None;
-        self.ledger.applied_hash = Some(spec.hash.clone());
-        self.ledger.failed_hash = None;
-        self.ledger.failed_reason = None;
+        self.ledger.applied(&spec.hash);
         self.save_ledger();
         if !changes.is_empty() {
             self.reports
@@ -401,7 +395,7 @@ impl Agent {
     async fn undo(&mut self, spec: &RktNodeStateSpec, reason: String) -> Outcome {
         tracing::warn!(reason, hash = spec.hash, "rolling back");
         let restored = self.host.roll_back(&mut self.ledger);
-        self.ledger.failed_hash = Some(spec.hash.clone());
+        self.ledger.rolled_back(&spec.hash);
         self.save_ledger();
         let outcome = match restored {
             Err(error) => Outcome::Failed(format!(
@@ -422,7 +416,7 @@ impl Agent {
             Outcome::RolledBack(note) | Outcome::Failed(note) => note.clone(),
             Outcome::Applied => String::new(),
         };
-        self.ledger.failed_reason = Some(note.clone());
+        self.ledger.rollback_explained(&note);
         self.save_ledger();
         self.reports
             .event(Notice::warning("RolledBack", note))
