@@ -71,6 +71,18 @@ build() {
   (cd "$REPO_DIR" && CARGO_TARGET_DIR=$RELEASE_TARGET cargo build --release --locked --bins)
   NODE_IMAGE=$("$KIND_DIR/node-image.sh" rkt-node "$RELEASE_BIN/rkt")
   OPERATOR_IMAGE=$("$KIND_DIR/operator-image.sh" "$RELEASE_BIN/rktnetes")
+  remove_older_images "$NODE_IMAGE" "$("$KIND_DIR/node-image.sh" node)" "$OPERATOR_IMAGE"
+}
+
+# Every code change makes new images (their tags are hashes of what they hold); the older ones of the same
+# repositories would only fill the disk. An image a container still uses stays.
+remove_older_images() {
+  local current=" $* " ref image
+  for ref; do
+    for image in $(docker images --format '{{.Repository}}:{{.Tag}}' "${ref%:*}"); do
+      [[ $current == *" $image "* ]] || docker rmi "$image" >/dev/null 2>&1 || true
+    done
+  done
 }
 
 create_cluster() {
