@@ -117,10 +117,13 @@ set_old_rkt() {
     printf '[Service]\nEnvironment=RKT_STANDIN_VERSION=%s\n' $OLD_RKT_VERSION >/etc/systemd/system/rkt-api.service.d/10-rkt-version.conf &&
     systemctl daemon-reload && systemctl restart rkt-api.service"
   for ((i = 0; i < 50; i++)); do
-    node_exec "$node" -- rkt version 2>/dev/null | grep -q . && break
+    if node_exec "$node" -- systemctl is-active --quiet rkt-api.service; then
+      log "$node: rkt-api.service runs with RKT_STANDIN_VERSION=$OLD_RKT_VERSION"
+      return 0
+    fi
     sleep 0.2
   done
-  log "$node: rkt-api.service reports rkt $OLD_RKT_VERSION"
+  die "$node: rkt-api.service is not active after setting its version: $(node_exec "$node" -- systemctl status --no-pager rkt-api.service | tail -n 5)"
 }
 
 install_chart() {
