@@ -37,6 +37,16 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// Why it is not applied.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Applied => None,
+            Self::RolledBack(reason) | Self::Failed(reason) => Some(reason),
+        }
+    }
+}
+
 /// The phase and error to report for an outcome and what was observed.
 pub fn phase(
     spec: &RktNodeStateSpec,

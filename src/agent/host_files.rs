@@ -167,6 +167,30 @@ impl Host {
         Ok(())
     }
 
+    /// The name and content of each file in the host directory `dir` (none when it does not exist).
+    pub fn files_in(&self, dir: &str) -> Result<Vec<(String, String)>, FileError> {
+        let directory = self.path(dir);
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(FileError {
+                    action: "list",
+                    path: directory,
+                    source,
+                });
+            }
+        };
+        let mut files = Vec::new();
+        for entry in entries.flatten().filter(|entry| entry.path().is_file()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(content) = atomic_file::read(&entry.path())? {
+                files.push((name, String::from_utf8_lossy(&content).into_owned()));
+            }
+        }
+        Ok(files)
+    }
+
     fn let_go(&self, path: &str, managed: &ManagedFile) -> Result<(), FileError> {
         match &managed.original {
             Some(original) => atomic_file::write(&self.path(path), original.as_bytes(), 0o644),

@@ -67,6 +67,13 @@ impl Ledger {
         self.pending = None;
     }
 
+    /// Every managed file was let go of: no spec is in play, and the rkt API service they belonged to (returned,
+    /// to restart it without them) is no longer the agent's concern.
+    pub fn let_go(&mut self) -> Option<RktServiceSpec> {
+        self.forget_spec();
+        self.api_service.take()
+    }
+
     /// The spec `hash` is in place: the change is over, and an earlier failure no longer holds.
     pub fn applied(&mut self, hash: &str) {
         self.pending = None;

@@ -11,7 +11,12 @@ mod drift;
 mod host_files;
 mod host_namespace;
 mod ledger;
+mod notices;
+mod own_state;
+mod reconciler;
 mod report;
+mod rkt_service;
+mod step;
 mod systemd;
 
 use std::{path::PathBuf, time::Duration};
@@ -26,24 +31,18 @@ use kube::{
 
 pub use self::atomic_file::FileError;
 use self::{
-    checks::{Observation, Outcome},
     drift::DriftWatch,
     host_files::Host,
     host_namespace::{HostNamespaceError, HostPrograms},
     ledger::{LedgerError, LedgerFile},
+    own_state::{OwnStateStream, StateEvent},
+    reconciler::Reconciler,
     report::Reports,
-    systemd::{Systemd, SystemdError},
+    rkt_service::Timeouts,
 };
-use crate::{
-    api::{
-        RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
-        host_paths::{
-            self, AGENT_STATE_DIR, DBUS_SOCKET, MANAGED_DIRS, RKT_LOCAL_CONFIG_DIR, RKT_NET_DIR,
-        },
-    },
-    conditions::merge_conditions,
-    events::Notice,
-    rkt::client::{get_info, version_from_cli},
+use crate::api::{
+    RktNodeState,
+    host_paths::{AGENT_STATE_DIR, MANAGED_DIRS},
 };
 
 /// How often a failed step is retried when nothing else happens.
@@ -81,8 +80,14 @@ pub struct AgentArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("cannot load the kubeconfig: {0}")]
-    Kubeconfig(String),
+    #[error("cannot load the kubeconfig {}: {source}", .path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot find the Kubernetes API (no kubeconfig given): {0}")]
+    InferConfig(#[source] kube::config::InferConfigError),
     #[error("cannot reach the Kubernetes API: {0}")]
     Client(#[source] kube::Error),
     #[error(transparent)]
@@ -107,17 +112,19 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             tracing::warn!(%error, "could not clear leftover temporary files");
         }
     }
-    let mut agent = Agent {
+    let mut agent = Reconciler {
         host: host.clone(),
         ledger: ledger_file.load()?,
         ledger_file,
         reports: Reports::new(client.clone(), &args.node_name),
         systemd: None,
-        health_timeout: Duration::from_secs(args.health_timeout),
-        restart_timeout: Duration::from_secs(args.restart_timeout),
-        applying_reported: None,
-        cleanup_pending: false,
+        timeouts: Timeouts {
+            restart: Duration::from_secs(args.restart_timeout),
+            health: Duration::from_secs(args.health_timeout),
+        },
         host_programs,
+        announced: None,
+        retry: false,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;
 
@@ -167,426 +174,19 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// What the watch of the agent's own RktNodeState says.
-enum StateEvent {
-    Present(Box<RktNodeState>),
-    Gone,
-    Synced,
-}
-
-trait OwnStateStream {
-    fn touched_objects_and_deletions(
-        self,
-    ) -> impl futures::Stream<Item = Result<StateEvent, watcher::Error>>;
-}
-
-impl<S> OwnStateStream for S
-where
-    S: futures::Stream<Item = Result<watcher::Event<RktNodeState>, watcher::Error>>,
-{
-    /// Folds the watch into "the state is this", "there is none" and "the list is complete": a relist without
-    /// the object means it was deleted while the watch was down.
-    fn touched_objects_and_deletions(
-        self,
-    ) -> impl futures::Stream<Item = Result<StateEvent, watcher::Error>> {
-        let mut seen_in_list = false;
-        self.filter_map(move |event| {
-            let mapped = match event {
-                Ok(watcher::Event::Apply(state)) => Some(Ok(StateEvent::Present(Box::new(state)))),
-                Ok(watcher::Event::Delete(_)) => Some(Ok(StateEvent::Gone)),
-                Ok(watcher::Event::Init) => {
-                    seen_in_list = false;
-                    None
-                }
-                Ok(watcher::Event::InitApply(state)) => {
-                    seen_in_list = true;
-                    Some(Ok(StateEvent::Present(Box::new(state))))
-                }
-                Ok(watcher::Event::InitDone) => Some(Ok(if seen_in_list {
-                    StateEvent::Synced
-                } else {
-                    StateEvent::Gone
-                })),
-                Err(error) => Some(Err(error)),
-            };
-            futures::future::ready(mapped)
-        })
-    }
-}
-
-struct Agent {
-    host: Host,
-    ledger: ledger::Ledger,
-    ledger_file: LedgerFile,
-    reports: Reports,
-    systemd: Option<Systemd>,
-    health_timeout: Duration,
-    restart_timeout: Duration,
-    /// The hash for which `Applying` was reported, so it is reported once.
-    applying_reported: Option<String>,
-    /// Removing our files, or the finalizer after that, failed and is retried.
-    cleanup_pending: bool,
-    /// Where the node's own programs run.
-    host_programs: HostPrograms,
-}
-
-impl Agent {
-    fn needs_retry(&self) -> bool {
-        self.systemd.is_none() || self.ledger.pending.is_some() || self.cleanup_pending
-    }
-
-    fn watched_directories(&self) -> Vec<PathBuf> {
-        let mut directories: Vec<PathBuf> = self
-            .ledger
-            .files
-            .keys()
-            .map(|path| self.host.directory(path))
-            .collect();
-        directories.push(self.host.path(RKT_NET_DIR));
-        directories.sort();
-        directories.dedup();
-        directories
-    }
-
-    /// Brings the host to `desired` (or to nothing of ours) and reports. Errors are reported, never fatal.
-    async fn reconcile(&mut self, desired: Option<&RktNodeState>) {
-        if self.systemd.is_none() {
-            match Systemd::connect(&self.host.path(DBUS_SOCKET)).await {
-                Ok(systemd) => self.systemd = Some(systemd),
-                Err(error) => tracing::warn!(%error, "systemd is not reachable yet"),
-            }
-        }
-        match desired {
-            None => self.cleanup_pending = !self.let_go().await,
-            // Being deleted: the node is cleaned first, then the state may go.
-            Some(state) if state.metadata.deletion_timestamp.is_some() => {
-                let released = self.let_go().await
-                    && match self.reports.release(state).await {
-                        Ok(()) => true,
-                        Err(error) => {
-                            tracing::warn!(%error, "could not remove the cleanup finalizer; retrying");
-                            false
-                        }
-                    };
-                self.cleanup_pending = !released;
-            }
-            Some(state) => self.apply(state).await,
-        }
-    }
-
-    /// No config selects this node any more: put back what was there before the agent. True when nothing of
-    /// ours is left on the node.
-    async fn let_go(&mut self) -> bool {
-        if self.ledger.files.is_empty() {
-            return true;
-        }
-        let api_service = self.ledger.api_service.take();
-        match self.host.put(&mut self.ledger, &[]) {
-            Ok(changes) => {
-                self.ledger.forget_spec();
-                self.save_ledger();
-                self.reports
-                    .event(Notice::normal(
-                        "FilesRemoved",
-                        format!(
-                            "Removed {}: no RktNodeConfig selects this node.",
-                            changes.paths.join(", ")
-                        ),
-                    ))
-                    .await;
-                if changes.touches(RKT_LOCAL_CONFIG_DIR)
-                    && let Some(rkt) = &api_service
-                    && let Err(error) = self.restart(rkt).await
-                {
-                    tracing::warn!(%error, "could not restart the rkt API service after removing its files");
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not remove the managed files");
-                return false;
-            }
-        }
-        if let Err(error) = self.reports.node_conditions(&[]).await {
-            tracing::warn!(%error, "could not clear the Node conditions");
-        }
-        true
-    }
-
-    async fn apply(&mut self, state: &RktNodeState) {
-        let spec = &state.spec;
-        let current = state.status.as_ref();
-        let outcome = if self.ledger.applied_hash.as_deref() == Some(&spec.hash)
-            && self.ledger.pending.is_none()
-        {
-            self.repair_drift().await;
-            Outcome::Applied
-        } else if self.ledger.failed_hash.as_deref() == Some(&spec.hash) {
-            // Rolled back before: not tried again until the spec changes.
-            self.repair_drift().await;
-            Outcome::RolledBack(
-                self.ledger
-                    .failed_reason
-                    .clone()
-                    .unwrap_or_else(|| "this configuration broke the rkt API service".to_owned()),
-            )
-        } else {
-            if self.applying_reported.as_deref() != Some(&spec.hash) {
-                let applying = RktNodeStateStatus {
-                    phase: Some(crate::api::NodePhase::Applying),
-                    ..current.cloned().unwrap_or_default()
-                };
-                if let Err(error) = self.reports.status(current, applying).await {
-                    tracing::warn!(%error, "could not report Applying");
-                }
-                self.applying_reported = Some(spec.hash.clone());
-            }
-            self.change(spec).await
-        };
-        let observation = self.observe(spec).await;
-        self.report(state, &outcome, &observation).await;
-    }
-
-    /// Puts `spec`'s files in place, restarts the rkt API service when its configuration changed, and rolls back
-    /// if it does not come back healthy.
-    async fn change(&mut self, spec: &RktNodeStateSpec) -> Outcome {
-        if let Err(error) = self.host.begin(&mut self.ledger, &spec.files, &spec.hash) {
-            return Outcome::Failed(error.to_string());
-        }
-        self.save_ledger();
-        let changes = match self.host.put(&mut self.ledger, &spec.files) {
-            Ok(changes) => changes,
-            Err(error) => {
-                return self
-                    .undo(spec, format!("writing the files failed: {error}"))
-                    .await;
-            }
-        };
-        self.save_ledger();
-        self.ledger.api_service = Some(spec.rkt.clone());
-        let restart = changes.touches(RKT_LOCAL_CONFIG_DIR)
-            || (spec.restart_api_service && !changes.is_empty());
-        if restart && let Err(error) = self.restart(&spec.rkt).await {
-            return self.undo(spec, error).await;
-        }
-        self.ledger.applied(&spec.hash);
-        self.save_ledger();
-        if !changes.is_empty() {
-            self.reports
-                .event(Notice::normal(
-                    "Applied",
-                    format!(
-                        "Applied {} of RktNodeConfig {} ({}){}.",
-                        spec.hash,
-                        spec.config_name,
-                        changes.paths.join(", "),
-                        if restart {
-                            format!("; restarted {}", spec.rkt.api_service_unit)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                ))
-                .await;
-        }
-        Outcome::Applied
-    }
-
-    /// Restores the files from before the change, restarts the service again, and says why.
-    async fn undo(&mut self, spec: &RktNodeStateSpec, reason: String) -> Outcome {
-        tracing::warn!(reason, hash = spec.hash, "rolling back");
-        let restored = self.host.roll_back(&mut self.ledger);
-        self.ledger.rolled_back(&spec.hash);
-        self.save_ledger();
-        let outcome = match restored {
-            Err(error) => Outcome::Failed(format!(
-                "{reason}; restoring the previous files failed too: {error}"
-            )),
-            Ok(changes) => match self.restart(&spec.rkt).await {
-                Ok(()) => Outcome::RolledBack(format!(
-                    "{reason}; restored the previous {} and restarted {}",
-                    changes.paths.join(", "),
-                    spec.rkt.api_service_unit
-                )),
-                Err(error) => Outcome::Failed(format!(
-                    "{reason}; restored the previous files, but the service is still unhealthy: {error}"
-                )),
-            },
-        };
-        let note = match &outcome {
-            Outcome::RolledBack(note) | Outcome::Failed(note) => note.clone(),
-            Outcome::Applied => String::new(),
-        };
-        self.ledger.rollback_explained(&note);
-        self.save_ledger();
-        self.reports
-            .event(Notice::warning("RolledBack", note))
-            .await;
-        outcome
-    }
-
-    /// Restarts the rkt API service through systemd and waits until it answers GetInfo.
-    async fn restart(&self, rkt: &RktServiceSpec) -> Result<(), String> {
-        let systemd = self
-            .systemd
-            .as_ref()
-            .ok_or("systemd is not reachable over D-Bus")?;
-        systemd
-            .restart(&rkt.api_service_unit, self.restart_timeout)
-            .await
-            .map_err(|error: SystemdError| error.to_string())?;
-        wait_for_get_info(&rkt.api_endpoint, self.health_timeout)
-            .await
-            .map(drop)
-    }
-
-    async fn repair_drift(&mut self) {
-        match self.host.drifted(&self.ledger) {
-            Ok(drifted) if drifted.is_empty() => {}
-            Ok(drifted) => {
-                let result = self.host.repair(&self.ledger, &drifted);
-                let note = match &result {
-                    Ok(()) => format!(
-                        "{} changed on the node; rewrote the managed content.",
-                        drifted.join(", ")
-                    ),
-                    Err(error) => format!(
-                        "{} changed on the node and could not be rewritten: {error}",
-                        drifted.join(", ")
-                    ),
-                };
-                tracing::warn!(note, "drift");
-                self.reports
-                    .event(Notice::warning("DriftRepaired", note))
-                    .await;
-            }
-            Err(error) => tracing::warn!(%error, "could not check the managed files"),
-        }
-    }
-
-    /// Checks the rkt API service, the versions and net.d after a change or an event.
-    async fn observe(&mut self, spec: &RktNodeStateSpec) -> Observation {
-        let systemd_version = match &self.systemd {
-            Some(systemd) => systemd.version().await.ok(),
-            None => None,
-        };
-        let health = wait_for_get_info(&spec.rkt.api_endpoint, self.health_timeout).await;
-        let rkt_version = match &health {
-            Ok(version) => Some(version.clone()),
-            Err(_) => {
-                let rkt = self
-                    .host_programs
-                    .command(spec.rkt.path.as_deref().unwrap_or("rkt"));
-                version_from_cli(rkt, Duration::from_secs(10)).await.ok()
-            }
-        };
-        Observation {
-            systemd_version,
-            rkt_version,
-            api_service: health.map(drop),
-            shadowed_by: self.shadowing_file(spec),
-        }
-    }
-
-    fn shadowing_file(&self, spec: &RktNodeStateSpec) -> Option<String> {
-        let ours = spec
-            .files
-            .iter()
-            .find(|file| host_paths::is_below(&file.path, RKT_NET_DIR))?;
-        let ours_name = ours.path.rsplit('/').next()?;
-        let directory = self.host.path(RKT_NET_DIR);
-        let files: Vec<(String, String)> = std::fs::read_dir(&directory)
-            .ok()?
-            .flatten()
-            .filter_map(|entry| {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let content = std::fs::read_to_string(entry.path()).ok()?;
-                Some((name, content))
-            })
-            .collect();
-        checks::shadowing_file(&files, ours_name).map(|name| format!("{RKT_NET_DIR}/{name}"))
-    }
-
-    async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {
-        let spec = &state.spec;
-        let current = state.status.as_ref();
-        let (phase, last_error) = checks::phase(spec, outcome, observation);
-        let now = report::now();
-        let previous_conditions = current
-            .map(|status| status.conditions.as_slice())
-            .unwrap_or_default();
-        let conditions = merge_conditions(
-            previous_conditions,
-            &checks::conditions(spec, outcome, observation),
-            None,
-            &now,
-        );
-        let phase_changed = current.and_then(|status| status.phase) != Some(phase);
-        let applied_now = phase == crate::api::NodePhase::Applied
-            && current.and_then(|status| status.applied_hash.as_deref())
-                != Some(spec.hash.as_str());
-        let status = RktNodeStateStatus {
-            phase: Some(phase),
-            applied_hash: self.ledger.applied_hash.clone(),
-            observed_rkt_version: observation.rkt_version.clone(),
-            observed_systemd_version: observation.systemd_version.clone(),
-            api_service_healthy: Some(observation.api_service.is_ok()),
-            last_error,
-            last_transition_time: if phase_changed {
-                Some(now.clone())
-            } else {
-                current.and_then(|status| status.last_transition_time.clone())
-            },
-            last_applied_time: if applied_now {
-                Some(now.clone())
-            } else {
-                current.and_then(|status| status.last_applied_time.clone())
-            },
-            conditions: conditions.clone(),
-        };
-        if let Err(error) = self.reports.status(current, status).await {
-            tracing::warn!(%error, "could not write the RktNodeState status");
-        }
-        if let Err(error) = self.reports.node_conditions(&conditions).await {
-            tracing::warn!(%error, "could not write the Node conditions");
-        }
-    }
-
-    fn save_ledger(&self) {
-        if let Err(error) = self.ledger_file.save(&self.ledger) {
-            tracing::error!(%error, "could not save the ledger");
-        }
-    }
-}
-
-/// Polls GetInfo until it answers or `timeout` passes; the rkt version it reports.
-async fn wait_for_get_info(endpoint: &str, timeout: Duration) -> Result<String, String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let attempt = get_info(endpoint, Duration::from_secs(2)).await;
-        match attempt {
-            Ok(info) => return Ok(info.rkt_version),
-            Err(error) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!(
-                    "GetInfo on {endpoint} failed for {timeout:?}: {error}"
-                ));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
 async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, AgentError> {
     let config = match kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|error| AgentError::Kubeconfig(format!("{}: {error}", path.display())))?;
+            let unreadable = |source| AgentError::Kubeconfig {
+                path: path.to_owned(),
+                source,
+            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(unreadable)?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
-                .map_err(|error| AgentError::Kubeconfig(format!("{}: {error}", path.display())))?
+                .map_err(unreadable)?
         }
-        None => Config::infer()
-            .await
-            .map_err(|error| AgentError::Kubeconfig(error.to_string()))?,
+        None => Config::infer().await.map_err(AgentError::InferConfig)?,
     };
     Client::try_from(config).map_err(AgentError::Client)
 }

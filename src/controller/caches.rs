@@ -6,7 +6,7 @@ use std::{
     sync::Arc,
 };
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -17,6 +17,7 @@ use kube::{
         watcher::{self, Event},
     },
 };
+use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use super::plan::Snapshot;
@@ -38,34 +39,19 @@ impl Caches {
         agent_name: &str,
         wake: &Arc<Notify>,
     ) -> Self {
-        let (configs, writer) = reflector::store();
-        spawn_watch(
+        let configs = spawn_watch(
             "rktnodeconfigs",
-            reflector::reflector(
-                writer,
-                watcher::watcher(
-                    Api::<RktNodeConfig>::all(client.clone()),
-                    watcher::Config::default(),
-                )
-                .default_backoff(),
-            ),
+            Api::<RktNodeConfig>::all(client.clone()),
+            watcher::Config::default(),
             wake.clone(),
             |_| true,
         );
-
         // Nodes matter only for their names and labels: a metadata watch, and a pass only when labels change.
-        let (nodes, writer) = reflector::store();
         let mut labels_seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        spawn_watch(
+        let nodes = spawn_watch(
             "nodes",
-            reflector::reflector(
-                writer,
-                watcher::watcher(
-                    Api::<PartialObjectMeta<Node>>::all(client.clone()),
-                    watcher::Config::default(),
-                )
-                .default_backoff(),
-            ),
+            Api::<PartialObjectMeta<Node>>::all(client.clone()),
+            watcher::Config::default(),
             wake.clone(),
             move |event: &Event<PartialObjectMeta<Node>>| match event {
                 Event::Apply(node) | Event::InitApply(node) => {
@@ -81,38 +67,20 @@ impl Caches {
                 Event::Init | Event::InitDone => true,
             },
         );
-
-        let (states, writer) = reflector::store();
-        spawn_watch(
+        let states = spawn_watch(
             "rktnodestates",
-            reflector::reflector(
-                writer,
-                watcher::watcher(
-                    Api::<RktNodeState>::all(client.clone()),
-                    watcher::Config::default(),
-                )
-                .default_backoff(),
-            ),
+            Api::<RktNodeState>::all(client.clone()),
+            watcher::Config::default(),
             wake.clone(),
             |_| true,
         );
-
-        let (daemonsets, writer) = reflector::store();
-        let only_ours = watcher::Config::default().fields(&format!("metadata.name={agent_name}"));
-        spawn_watch(
+        let daemonsets = spawn_watch(
             "daemonsets",
-            reflector::reflector(
-                writer,
-                watcher::watcher(
-                    Api::<DaemonSet>::namespaced(client.clone(), agent_namespace),
-                    only_ours,
-                )
-                .default_backoff(),
-            ),
+            Api::<DaemonSet>::namespaced(client.clone(), agent_namespace),
+            watcher::Config::default().fields(&format!("metadata.name={agent_name}")),
             wake.clone(),
             |_| true,
         );
-
         Self {
             configs,
             nodes,
@@ -144,17 +112,21 @@ impl Caches {
     }
 }
 
-/// Drives a watch in the background, waking the loop for the events `matters` keeps. Errors are retried by the
-/// stream's backoff; they are logged, not fatal.
-fn spawn_watch<K, S>(
+/// Watches `api` in the background into a cache, waking the loop for the events `matters` keeps. Errors are
+/// retried by the watch's backoff; they are logged, not fatal.
+fn spawn_watch<K>(
     what: &'static str,
-    stream: S,
+    api: Api<K>,
+    config: watcher::Config,
     wake: Arc<Notify>,
     mut matters: impl FnMut(&Event<K>) -> bool + Send + 'static,
-) where
-    K: Resource + Send + 'static,
-    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -168,4 +140,5 @@ fn spawn_watch<K, S>(
             }
         }
     });
+    store
 }

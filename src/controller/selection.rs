@@ -184,56 +184,35 @@ mod tests {
             }],
             ..NodeSelector::default()
         };
-        let in_a = [config("c", 0, selector(NodeSelectorOperator::In, &["a"]))];
-        let not_in_a = [config(
-            "c",
-            0,
-            selector(NodeSelectorOperator::NotIn, &["a"]),
-        )];
-        let exists = [config("c", 0, selector(NodeSelectorOperator::Exists, &[]))];
-        let absent = [config(
-            "c",
-            0,
-            selector(NodeSelectorOperator::DoesNotExist, &[]),
-        )];
-        let zone_a = labels(&[("zone", "a")]);
-        let zone_b = labels(&[("zone", "b")]);
-        let none = labels(&[]);
-        assert_eq!(
-            Selection::new(&in_a).assign(&zone_a),
-            Assignment::Won("c".into())
-        );
-        assert_eq!(
-            Selection::new(&in_a).assign(&zone_b),
-            Assignment::Unselected
-        );
-        assert_eq!(
-            Selection::new(&not_in_a).assign(&zone_b),
-            Assignment::Won("c".into())
-        );
-        assert_eq!(
-            Selection::new(&not_in_a).assign(&none),
-            Assignment::Won("c".into())
-        );
-        assert_eq!(
-            Selection::new(&not_in_a).assign(&zone_a),
-            Assignment::Unselected
-        );
-        assert_eq!(
-            Selection::new(&exists).assign(&zone_b),
-            Assignment::Won("c".into())
-        );
-        assert_eq!(
-            Selection::new(&exists).assign(&none),
-            Assignment::Unselected
-        );
-        assert_eq!(
-            Selection::new(&absent).assign(&none),
-            Assignment::Won("c".into())
-        );
-        assert_eq!(
-            Selection::new(&absent).assign(&zone_a),
-            Assignment::Unselected
-        );
+        use NodeSelectorOperator::{DoesNotExist, Exists, In, NotIn};
+        // (operator, values, the node's zone label, selected)
+        let cases = [
+            (In, &["a"][..], Some("a"), true),
+            (In, &["a"], Some("b"), false),
+            (NotIn, &["a"], Some("b"), true),
+            (NotIn, &["a"], None, true),
+            (NotIn, &["a"], Some("a"), false),
+            (Exists, &[], Some("b"), true),
+            (Exists, &[], None, false),
+            (DoesNotExist, &[], None, true),
+            (DoesNotExist, &[], Some("a"), false),
+        ];
+        for (operator, values, zone, selected) in cases {
+            let configs = [config("c", 0, selector(operator, values))];
+            let node = match zone {
+                Some(zone) => labels(&[("zone", zone)]),
+                None => labels(&[]),
+            };
+            let expected = if selected {
+                Assignment::Won("c".into())
+            } else {
+                Assignment::Unselected
+            };
+            assert_eq!(
+                Selection::new(&configs).assign(&node),
+                expected,
+                "{operator:?} {values:?} on zone {zone:?}"
+            );
+        }
     }
 }

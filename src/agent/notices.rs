@@ -1,0 +1,52 @@
+//! The Events the agent records on its Node, one builder per happening, so their reasons and wording live in one
+//! place.
+
+use super::{atomic_file::FileError, checks::Outcome, host_files::Changes};
+use crate::{api::RktNodeStateSpec, events::Notice};
+
+pub fn applied(spec: &RktNodeStateSpec, changes: &Changes, restarted: bool) -> Notice {
+    let restart = if restarted {
+        format!("; restarted {}", spec.rkt.api_service_unit)
+    } else {
+        String::new()
+    };
+    Notice::normal(
+        "Applied",
+        format!(
+            "Applied {} of RktNodeConfig {} ({}){restart}.",
+            spec.hash,
+            spec.config_name,
+            changes.paths.join(", ")
+        ),
+    )
+}
+
+/// How a rollback ended (a rolled-back or failed outcome; an applied one has nothing to say).
+pub fn rolled_back(outcome: &Outcome) -> Option<Notice> {
+    outcome
+        .reason()
+        .map(|reason| Notice::warning("RolledBack", reason.to_owned()))
+}
+
+pub fn files_removed(changes: &Changes) -> Notice {
+    Notice::normal(
+        "FilesRemoved",
+        format!(
+            "Removed {}: no RktNodeConfig selects this node.",
+            changes.paths.join(", ")
+        ),
+    )
+}
+
+pub fn drift_repaired(paths: &[String], result: &Result<(), FileError>) -> Notice {
+    let paths = paths.join(", ");
+    Notice::warning(
+        "DriftRepaired",
+        match result {
+            Ok(()) => format!("{paths} changed on the node; rewrote the managed content."),
+            Err(error) => {
+                format!("{paths} changed on the node and could not be rewritten: {error}")
+            }
+        },
+    )
+}

@@ -1,0 +1,346 @@
+//! The agent's hands: performs the steps that [`step`](super::step) decides, through the host's files, systemd,
+//! the rkt API service and the Kubernetes API, and feeds each result back. It decides nothing: every branch on a
+//! result is `step`'s.
+
+use std::{path::PathBuf, time::Duration};
+
+use super::{
+    checks::{self, Observation, Outcome},
+    host_files::Host,
+    host_namespace::HostPrograms,
+    ledger::{Ledger, LedgerFile},
+    notices,
+    report::{self, Reports},
+    rkt_service::{self, RestartError, Timeouts},
+    step::{
+        ApplyKnowledge, ApplyProgress, ApplyStep, CleanKnowledge, CleanProgress, CleanStep,
+        Desired, Next, next_apply_step, next_clean_step,
+    },
+    systemd::Systemd,
+};
+use crate::{
+    api::{
+        NodePhase, RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
+        host_paths::{self, DBUS_SOCKET, RKT_NET_DIR},
+    },
+    conditions::merge_conditions,
+    rkt::client::version_from_cli,
+};
+
+pub struct Reconciler {
+    pub host: Host,
+    pub ledger: Ledger,
+    pub ledger_file: LedgerFile,
+    pub reports: Reports,
+    pub systemd: Option<Systemd>,
+    pub timeouts: Timeouts,
+    /// Where the node's own programs run.
+    pub host_programs: HostPrograms,
+    /// The spec hash `Applying` was reported for, so it is reported once.
+    pub announced: Option<String>,
+    /// The last reconcile failed in a way only trying again mends (letting go of files, the finalizer).
+    pub retry: bool,
+}
+
+impl Reconciler {
+    /// Whether the loop should come back soon although nothing happens.
+    pub fn needs_retry(&self) -> bool {
+        self.systemd.is_none() || self.ledger.pending.is_some() || self.retry
+    }
+
+    /// The directories of the managed files, and net.d (where a foreign file may shadow ours).
+    pub fn watched_directories(&self) -> Vec<PathBuf> {
+        let mut directories: Vec<PathBuf> = self
+            .ledger
+            .files
+            .keys()
+            .map(|path| self.host.directory(path))
+            .collect();
+        directories.push(self.host.path(RKT_NET_DIR));
+        directories.sort();
+        directories.dedup();
+        directories
+    }
+
+    /// Brings the host to what `state` asks (or to nothing of ours) and reports. Errors are reported, never fatal.
+    pub async fn reconcile(&mut self, state: Option<&RktNodeState>) {
+        if self.systemd.is_none() {
+            match Systemd::connect(&self.host.path(DBUS_SOCKET)).await {
+                Ok(systemd) => self.systemd = Some(systemd),
+                Err(error) => tracing::warn!(%error, "systemd is not reachable yet"),
+            }
+        }
+        match Desired::of(state) {
+            Desired::Spec(state) => self.apply(state).await,
+            Desired::Nothing { deleting } => self.clean(deleting).await,
+        }
+    }
+
+    async fn apply(&mut self, state: &RktNodeState) {
+        let drifted = self.host.drifted(&self.ledger).unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not check the managed files");
+            Vec::new()
+        });
+        let mut progress = ApplyProgress::Start;
+        self.retry = loop {
+            let knowledge = ApplyKnowledge {
+                spec: &state.spec,
+                ledger: &self.ledger,
+                drifted: &drifted,
+                announced: self.announced.as_deref(),
+            };
+            match next_apply_step(&knowledge, progress) {
+                Next::Do(step) => {
+                    tracing::debug!(?step, "applying");
+                    progress = self.perform_apply(state, step).await;
+                }
+                Next::Done { retry } => break retry,
+            }
+        };
+    }
+
+    async fn perform_apply(&mut self, state: &RktNodeState, step: ApplyStep) -> ApplyProgress {
+        let spec = &state.spec;
+        match step {
+            ApplyStep::Repair(paths) => {
+                let result = self.host.repair(&self.ledger, &paths);
+                let notice = notices::drift_repaired(&paths, &result);
+                tracing::warn!(note = notice.note, "drift");
+                self.reports.event(notice).await;
+                ApplyProgress::Repaired
+            }
+            ApplyStep::Announce => {
+                let current = state.status.as_ref();
+                let applying = RktNodeStateStatus {
+                    phase: Some(NodePhase::Applying),
+                    ..current.cloned().unwrap_or_default()
+                };
+                if let Err(error) = self.reports.status(current, applying).await {
+                    tracing::warn!(%error, "could not report Applying");
+                }
+                self.announced = Some(spec.hash.clone());
+                ApplyProgress::Announced
+            }
+            ApplyStep::Begin => {
+                let result = self.host.begin(&mut self.ledger, &spec.files, &spec.hash);
+                self.save_ledger();
+                ApplyProgress::Begun(result)
+            }
+            ApplyStep::Write => {
+                let result = self.host.put(&mut self.ledger, &spec.files);
+                if result.is_ok() {
+                    self.ledger.api_service = Some(spec.rkt.clone());
+                }
+                self.save_ledger();
+                ApplyProgress::Written(result)
+            }
+            ApplyStep::Restart { changes } => ApplyProgress::Restarted {
+                changes,
+                result: self.restart(&spec.rkt).await,
+            },
+            ApplyStep::Commit { changes, restarted } => {
+                self.ledger.applied(&spec.hash);
+                self.save_ledger();
+                if !changes.is_empty() {
+                    self.reports
+                        .event(notices::applied(spec, &changes, restarted))
+                        .await;
+                }
+                ApplyProgress::Committed
+            }
+            ApplyStep::RollBack { cause } => {
+                tracing::warn!(cause, hash = spec.hash, "rolling back");
+                let result = self.host.roll_back(&mut self.ledger);
+                self.ledger.rolled_back(&spec.hash);
+                self.save_ledger();
+                ApplyProgress::Restored { cause, result }
+            }
+            ApplyStep::RestartAfterRollback { cause, restored } => {
+                ApplyProgress::RestartedAfterRollback {
+                    result: self.restart(&spec.rkt).await,
+                    cause,
+                    restored,
+                }
+            }
+            ApplyStep::Explain(outcome) => {
+                if let Some(reason) = outcome.reason() {
+                    self.ledger.rollback_explained(reason);
+                    self.save_ledger();
+                }
+                if let Some(notice) = notices::rolled_back(&outcome) {
+                    self.reports.event(notice).await;
+                }
+                ApplyProgress::Explained(outcome)
+            }
+            ApplyStep::Report(outcome) => {
+                let observation = self.observe(spec).await;
+                self.report(state, &outcome, &observation).await;
+                ApplyProgress::Reported
+            }
+        }
+    }
+
+    async fn clean(&mut self, deleting: Option<&RktNodeState>) {
+        let mut progress = CleanProgress::Start;
+        self.retry = loop {
+            let knowledge = CleanKnowledge {
+                ledger: &self.ledger,
+                deleting: deleting.is_some(),
+            };
+            match next_clean_step(&knowledge, progress) {
+                Next::Do(step) => {
+                    tracing::debug!(?step, "cleaning");
+                    progress = self.perform_clean(deleting, step).await;
+                }
+                Next::Done { retry } => break retry,
+            }
+        };
+    }
+
+    async fn perform_clean(
+        &mut self,
+        deleting: Option<&RktNodeState>,
+        step: CleanStep,
+    ) -> CleanProgress {
+        match step {
+            CleanStep::LetGo => {
+                let result = self.host.put(&mut self.ledger, &[]);
+                let service = match &result {
+                    Ok(changes) => {
+                        let service = self.ledger.let_go();
+                        self.save_ledger();
+                        self.reports.event(notices::files_removed(changes)).await;
+                        service
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not remove the managed files");
+                        self.save_ledger();
+                        None
+                    }
+                };
+                CleanProgress::LetGo { result, service }
+            }
+            CleanStep::RestartService(service) => {
+                if let Err(error) = self.restart(&service).await {
+                    tracing::warn!(%error, "could not restart the rkt API service after removing its files");
+                }
+                CleanProgress::ServiceRestarted
+            }
+            CleanStep::ClearConditions => {
+                if let Err(error) = self.reports.node_conditions(&[]).await {
+                    tracing::warn!(%error, "could not clear the Node conditions");
+                }
+                CleanProgress::ConditionsCleared
+            }
+            CleanStep::Release => {
+                let released = match deleting {
+                    Some(state) => self.reports.release(state).await,
+                    None => Ok(()),
+                };
+                if let Err(error) = &released {
+                    tracing::warn!(%error, "could not remove the cleanup finalizer; retrying");
+                }
+                CleanProgress::Released {
+                    released: released.is_ok(),
+                }
+            }
+        }
+    }
+
+    async fn restart(&self, rkt: &RktServiceSpec) -> Result<(), RestartError> {
+        rkt_service::restart(self.systemd.as_ref(), rkt, self.timeouts).await
+    }
+
+    /// Checks the rkt API service, the versions and net.d.
+    async fn observe(&self, spec: &RktNodeStateSpec) -> Observation {
+        let systemd_version = match &self.systemd {
+            Some(systemd) => systemd.version().await.ok(),
+            None => None,
+        };
+        let health =
+            rkt_service::wait_for_get_info(&spec.rkt.api_endpoint, self.timeouts.health).await;
+        let rkt_version = match &health {
+            Ok(version) => Some(version.clone()),
+            Err(_) => {
+                let rkt = self
+                    .host_programs
+                    .command(spec.rkt.path.as_deref().unwrap_or("rkt"));
+                version_from_cli(rkt, Duration::from_secs(10)).await.ok()
+            }
+        };
+        Observation {
+            systemd_version,
+            rkt_version,
+            api_service: health.map(drop).map_err(|error| error.to_string()),
+            shadowed_by: self.shadowing_file(spec),
+        }
+    }
+
+    /// A foreign file in net.d that defines the Kubernetes network before ours.
+    fn shadowing_file(&self, spec: &RktNodeStateSpec) -> Option<String> {
+        let ours = spec
+            .files
+            .iter()
+            .find(|file| host_paths::is_below(&file.path, RKT_NET_DIR))?;
+        let ours_name = ours.path.rsplit('/').next()?;
+        let files = match self.host.files_in(RKT_NET_DIR) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::warn!(%error, "could not read net.d");
+                return None;
+            }
+        };
+        checks::shadowing_file(&files, ours_name).map(|name| format!("{RKT_NET_DIR}/{name}"))
+    }
+
+    async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {
+        let spec = &state.spec;
+        let current = state.status.as_ref();
+        let (phase, last_error) = checks::phase(spec, outcome, observation);
+        let now = report::now();
+        let previous_conditions = current
+            .map(|status| status.conditions.as_slice())
+            .unwrap_or_default();
+        let conditions = merge_conditions(
+            previous_conditions,
+            &checks::conditions(spec, outcome, observation),
+            None,
+            &now,
+        );
+        let phase_changed = current.and_then(|status| status.phase) != Some(phase);
+        let applied_now = phase == NodePhase::Applied
+            && current.and_then(|status| status.applied_hash.as_deref())
+                != Some(spec.hash.as_str());
+        let status = RktNodeStateStatus {
+            phase: Some(phase),
+            applied_hash: self.ledger.applied_hash.clone(),
+            observed_rkt_version: observation.rkt_version.clone(),
+            observed_systemd_version: observation.systemd_version.clone(),
+            api_service_healthy: Some(observation.api_service.is_ok()),
+            last_error,
+            last_transition_time: if phase_changed {
+                Some(now.clone())
+            } else {
+                current.and_then(|status| status.last_transition_time.clone())
+            },
+            last_applied_time: if applied_now {
+                Some(now.clone())
+            } else {
+                current.and_then(|status| status.last_applied_time.clone())
+            },
+            conditions: conditions.clone(),
+        };
+        if let Err(error) = self.reports.status(current, status).await {
+            tracing::warn!(%error, "could not write the RktNodeState status");
+        }
+        if let Err(error) = self.reports.node_conditions(&conditions).await {
+            tracing::warn!(%error, "could not write the Node conditions");
+        }
+    }
+
+    fn save_ledger(&self) {
+        if let Err(error) = self.ledger_file.save(&self.ledger) {
+            tracing::error!(%error, "could not save the ledger");
+        }
+    }
+}
