@@ -66,15 +66,15 @@ pub struct AgentArgs {
     /// programs run (`rkt version`, `spec.rkt.path`); without it they run in the agent's own.
     #[arg(long)]
     pub host_mount_namespace: Option<PathBuf>,
-    /// How long the rkt API service may take to answer GetInfo after a restart, in seconds.
-    #[arg(long, default_value_t = 30)]
+    /// How long the rkt API service may take to answer GetInfo after a restart, in seconds (at most an hour).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_timeout: u64,
-    /// How long systemd's restart job may take, in seconds.
-    #[arg(long, default_value_t = 90)]
+    /// How long systemd's restart job may take, in seconds (at most an hour).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub restart_timeout: u64,
     /// How often the agent checks the node when nothing happens (the rkt API service's health, the versions, the
     /// files), in seconds. Findings are written only when they change.
-    #[arg(long, env = "RKTNETES_CHECK_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "RKTNETES_CHECK_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub check_interval: u64,
 }
 

@@ -47,3 +47,58 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn refusal(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => panic!("{args:?} was accepted: {cli:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn durations_beyond_their_range_are_refused_naming_the_flag() {
+        let huge = u64::MAX.to_string();
+        for (command, flag) in [
+            ("controller", "--resync-seconds"),
+            ("controller", "--lease-duration"),
+            ("controller", "--agent-check-interval"),
+            ("agent", "--health-timeout"),
+            ("agent", "--restart-timeout"),
+            ("agent", "--check-interval"),
+        ] {
+            let mut args = vec!["rktnetes", command, flag, huge.as_str()];
+            if command == "agent" {
+                args.extend(["--node-name", "node-1"]);
+            }
+            let refusal = refusal(&args);
+            assert!(refusal.contains(flag), "{refusal}");
+            args[3] = "0";
+            let refusal = self::refusal(&args);
+            assert!(refusal.contains(flag), "{refusal}");
+        }
+        let refusal = refusal(&["rktnetes", "controller", "--write-concurrency", "0"]);
+        assert!(refusal.contains("--write-concurrency"), "{refusal}");
+    }
+
+    #[test]
+    fn the_largest_durations_are_accepted() {
+        Cli::try_parse_from(["rktnetes", "controller", "--resync-seconds", "86400"]).unwrap();
+        Cli::try_parse_from([
+            "rktnetes",
+            "agent",
+            "--node-name",
+            "node-1",
+            "--health-timeout",
+            "3600",
+            "--restart-timeout",
+            "3600",
+        ])
+        .unwrap();
+    }
+}

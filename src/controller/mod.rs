@@ -56,16 +56,16 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "rktnetes-controller")]
     pub lease_name: String,
     /// How long a Lease lasts without renewal, in seconds.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_duration: u64,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_address: SocketAddr,
     /// How many API writes run at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = parse_in_range::<1, 64>)]
     pub write_concurrency: usize,
-    /// A full pass runs at least this often, in seconds, even when nothing changes.
-    #[arg(long, default_value_t = 60)]
+    /// A full pass runs at least this often, in seconds, even when nothing changes (at most a day).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub resync_seconds: u64,
     /// The namespace of the agent DaemonSet.
     #[arg(long, default_value = "rktnetes-system")]
@@ -91,8 +91,8 @@ pub struct ControllerArgs {
     #[arg(long)]
     pub agent_priority_class_name: Option<String>,
     /// How often each agent checks its node when nothing happens (the rkt API service, the versions, the files),
-    /// in seconds.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    /// in seconds (at most an hour).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub agent_check_interval: u64,
 }
 
@@ -100,6 +100,18 @@ pub struct ControllerArgs {
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Tolerations(pub Vec<Toleration>);
+
+/// A count from `MIN` to `MAX`.
+fn parse_in_range<const MIN: usize, const MAX: usize>(text: &str) -> Result<usize, String> {
+    let value: usize = text
+        .parse()
+        .map_err(|error| format!("not a count: {error}"))?;
+    if (MIN..=MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not in {MIN}..={MAX}"))
+    }
+}
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|error| format!("not valid JSON for this option: {error}"))
@@ -153,7 +165,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         .unwrap_or_else(|| format!("rktnetes-controller-{}", std::process::id()));
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    let resync = Duration::from_secs(args.resync_seconds.max(1));
+    let resync = Duration::from_secs(args.resync_seconds);
 
     let listener = tokio::net::TcpListener::bind(args.http_address)
         .await
