@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The kind lane: a real kind cluster on this machine, the chart's controller Deployment and agent DaemonSet as pods
-# on its kubelets, and the node end-to-end suite (tests/nodes.rs) plus the lane's own checks (tests/kind.rs)
-# against it. Everything it runs is built here; nothing is pulled from a registry.
+# on its kubelets, and the node end-to-end suite (the integration tests' `nodes::`) plus the lane's own checks
+# (`kind::`, ignored by a plain cargo test) against it. Everything it runs is built here; nothing is pulled from a
+# registry.
 #
-# Usage: e2e/kind/run.sh [ci] | up [-- CARGO_TEST_ARGS...] | setup | test [-- CARGO_TEST_ARGS...] | down
+# Usage: e2e/kind/run.sh [ci] | up [-- TEST_ARGS...] | setup | test [-- TEST_ARGS...] | down
 #   ci      (the default; what e2e/test.sh runs) setup, test, then down whatever happened, printing what the pods
 #           did when something failed
 #   up      setup, then test; leaves the cluster running (KUBECONFIG: e2e/kind/run.sh env)
@@ -12,7 +13,8 @@
 #           kind-config.yaml with the rkt node image (recreated when the image changed), the fourth worker's older
 #           rkt, the operator image loaded with `kind load`, the chart installed with it; waits for the controller
 #   test    the suite against that cluster: RKTNETES_E2E_PROFILE=kind, the nodes reached with `docker exec`
-#           (node-exec.sh); arguments after `--` go to cargo test. Then checks that nothing was pulled.
+#           (node-exec.sh); arguments after `--` go to the test binary, in place of `nodes:: kind:: --show-output`
+#           (filters, --nocapture ...). Then checks that nothing was pulled.
 #   env     prints the environment the suite uses (KUBECONFIG, DOCKER_HOST ...), to eval
 #   down    deletes the cluster and stops the Docker engine if the lane started it
 #
@@ -33,7 +35,7 @@ CHART="$REPO_DIR/charts/rktnetes-operator"
 STATE_DIR="$RKTNETES_CACHE/kind/clusters/$CLUSTER"
 KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
 VALUES_FILE="$STATE_DIR/values.yaml"
-# The suite wants its fourth node on an older rkt (tests/support/nodes.rs: OLD_RKT_VERSION).
+# The suite wants its fourth node on an older rkt (tests/integration/support/nodes.rs: OLD_RKT_VERSION).
 OLD_RKT_WORKER=4
 OLD_RKT_VERSION=1.29.0
 # The release build has a target directory of its own under the cache, so a fresh clone rebuilds only this
@@ -129,8 +131,9 @@ set_old_rkt() {
 install_chart() {
   log "loading $OPERATOR_IMAGE into the nodes"
   kind load docker-image --name "$CLUSTER" "$OPERATOR_IMAGE" >&2 || die "kind could not load $OPERATOR_IMAGE"
-  # The values the suite installs the chart with too (tests/support/chart.rs reads RKTNETES_CHART_VALUES): the
-  # local image, never pulled, and agents that check their node every 3 s, as on the nspawn nodes.
+  # The values the suite installs the chart with too (tests/integration/support/chart.rs reads
+  # RKTNETES_CHART_VALUES): the local image, never pulled, and agents that check their node every 3 s, as on the
+  # nspawn nodes.
   cat >"$VALUES_FILE" <<EOF
 image:
   repository: ${OPERATOR_IMAGE%:*}
@@ -201,8 +204,8 @@ cmd_test() {
   kind export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >/dev/null 2>&1 ||
     die "cannot get the kubeconfig of the kind cluster $CLUSTER"
   nodes=$(workers | xargs)
-  # The lane's checks print what they saw (the pods, where they run), also when they pass.
-  (($#)) || set -- -- --show-output
+  # The node suite and the lane's checks; these print what they saw (the pods, where they run), also when they pass.
+  (($#)) || set -- nodes:: kind:: --show-output
   log "running the node end-to-end suite and the lane's checks against $CLUSTER ($nodes)"
   (
     cd "$REPO_DIR"
@@ -213,7 +216,7 @@ cmd_test() {
       RKTNETES_KIND_CLUSTER="$CLUSTER" \
       RKTNETES_KIND_NODES="$nodes" \
       RKTNETES_CHART_VALUES="$VALUES_FILE" \
-      cargo test --locked --no-fail-fast --test nodes --test kind "$@"
+      cargo test --locked --no-fail-fast --test integration -- --include-ignored "$@"
   ) || status=$?
   log "the pods at the end of the suite"
   kubectl_kind get pods -A -o wide >&2 || true
@@ -267,7 +270,7 @@ if (($#)) && [[ $1 != -- ]]; then
   shift
 fi
 if (($#)); then
-  [[ $1 == -- ]] || die "unexpected argument: $1 (arguments for cargo test follow --)"
+  [[ $1 == -- ]] || die "unexpected argument: $1 (arguments for the test binary follow --)"
   shift
   [[ $command == @(ci|up|test) ]] || die "$command takes no arguments"
 fi
@@ -281,5 +284,5 @@ case $command in
   test) cmd_test "$@" ;;
   env) print_env ;;
   down) cmd_down ;;
-  *) die "usage: $0 [ci] | up [-- CARGO_TEST_ARGS...] | setup | test [-- CARGO_TEST_ARGS...] | env | down" ;;
+  *) die "usage: $0 [ci] | up [-- TEST_ARGS...] | setup | test [-- TEST_ARGS...] | env | down" ;;
 esac

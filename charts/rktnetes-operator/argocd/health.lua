@@ -2,7 +2,7 @@
 -- (gopher-lua, Lua 5.1, with only the base, table and a reduced os library: no string or math library) and reads
 -- `status` and `message` from the table it returns. Installed through argocd-cm as
 -- resource.customizations.health.rktnetes.io_RktNodeConfig: argocd-cm-patch.yaml, next to this file, embeds this
--- very text, and tests/argocd_health.rs keeps the two equal.
+-- very text, and tests/integration/argocd_health.rs keeps the two equal.
 local hs = {}
 
 local function condition(status, wanted)

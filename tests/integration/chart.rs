@@ -1,17 +1,13 @@
 //! The Helm chart on the local control plane: it lints, the API server accepts everything it renders (the controller
 //! under the `restricted` Pod Security level), and bad values fail `helm install` naming the value.
 //!
-//! Installing it for real, with the agents in real nodes under its identities, is the node tier (`tests/nodes.rs`).
-
-mod support;
-
-use std::process::Command;
+//! Installing it for real, with the agents in real nodes under its identities, is the node tier (`nodes`).
 
 use serde_json::Value;
-use support::{
+
+use crate::support::{
     chart::{CHART, KUBE_VERSION, RELEASE_NAMESPACE, helm, helm_output},
-    cluster::{TestCluster, cluster, run},
-    repo_root,
+    cluster::{TestCluster, cluster, run, serial},
 };
 
 /// The namespaces of a rendering that only goes through the API server's dry run, away from the installed release.
@@ -64,6 +60,8 @@ fn the_chart_lints() {
 
 #[test]
 fn the_api_server_accepts_the_rendered_chart_and_the_controller_is_restricted() {
+    // Its cluster-scoped objects are the installed release's (the node tests install and uninstall it).
+    let _serial = serial().blocking_lock();
     let cluster = cluster();
     // The release namespace enforces and warns at `restricted`, as an operations team would run it.
     for (namespace, level) in [
@@ -164,13 +162,13 @@ const INVALID_VALUES: [(&str, &str); 9] = [
 
 #[test]
 fn invalid_values_fail_helm_install_naming_the_value() {
+    // Accepted values would install a release beside the node tests' one.
+    let _serial = serial().blocking_lock();
     let cluster = cluster();
     let mut wrong = Vec::new();
     for (set, named) in INVALID_VALUES {
         // A real install: were the values accepted, it would go on to create the release (and fail differently).
-        let output = Command::new(cluster.tools_bin.join("helm"))
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .current_dir(repo_root())
+        let output = helm(cluster)
             .args(["install", "rktnetes-values-check", CHART])
             .args(["--namespace", RELEASE_NAMESPACE, "--set", set])
             .output()

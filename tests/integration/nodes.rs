@@ -4,9 +4,7 @@
 //! With `RKTNETES_E2E_PROFILE=kind` (set by `e2e/kind/run.sh`) the same scenarios run on a kind cluster's workers,
 //! with the agents as the DaemonSet's pods.
 
-#[path = "nodes/operating.rs"]
 mod operating;
-mod support;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -17,13 +15,13 @@ use kube::{
 };
 use rktnetes_operator::api::{NodePhase, RktNodeConfig};
 use serde_json::{Value, json};
-use support::{
-    cluster::cluster,
-    controller::{UnavailableSampler, apply_config, condition, config, converged, serial, states},
+
+use crate::support::{
+    cluster::{cluster, serial},
+    controller::{UnavailableSampler, apply_config, condition, config, converged, states},
+    eventually,
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
-    scenario::{
-        NET_FILE, STAGE1_FILE, bridge_example, eventually, main_pid, node_conditions, setup,
-    },
+    scenario::{NET_FILE, REACTION, STAGE1_FILE, bridge_example, main_pid, node_conditions, setup},
 };
 
 #[tokio::test]
@@ -136,9 +134,9 @@ async fn a_new_subnet_rolls_over_one_node_at_a_time_and_each_file_changes_whole(
         })
         .collect();
     let sampler = UnavailableSampler::start(client.clone());
-    let mut changed = bridge_example();
-    changed["spec"]["network"]["contained"]["bridge"]["subnet"] = json!("10.23.0.0/16");
-    changed["spec"]["network"]["contained"]["bridge"]["gateway"] = json!("10.23.0.1");
+    let changed = bridge_example()
+        .set("/spec/network/contained/bridge/subnet", "10.23.0.0/16")
+        .set("/spec/network/contained/bridge/gateway", "10.23.0.1");
     apply_config(&client, changed).await;
     converged(&client, "bridge", POOL.len()).await;
     let most = sampler.most().await;
@@ -171,9 +169,9 @@ async fn a_new_subnet_rolls_over_one_node_at_a_time_and_each_file_changes_whole(
 async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_rollout() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
-    let mut base = bridge_example();
-    base["spec"]["stage1"] = json!({});
-    base["metadata"]["name"] = json!("rollback");
+    let base = bridge_example()
+        .named("rollback")
+        .set("/spec/stage1", json!({}));
     apply_config(&client, base.clone()).await;
     let first = converged(&client, "rollback", POOL.len()).await;
     let broken_node = POOL[1];
@@ -184,18 +182,15 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
         broken_node,
         r#"mkdir -p /etc/rkt/stage1.d && printf '{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}' > /etc/rkt/stage1.d/50-vendor.json"#,
     );
-    let mut changed = base.clone();
-    changed["spec"]["network"]["contained"]["bridge"]["mtu"] = json!(1400);
-    changed["spec"]["stage1"] =
-        json!({"name": "coreos.com/rkt/stage1-coreos", "version": "1.30.0"});
+    let changed = base.mtu(1400).set(
+        "/spec/stage1",
+        json!({"name": "coreos.com/rkt/stage1-coreos", "version": "1.30.0"}),
+    );
     apply_config(&client, changed).await;
 
-    let state = eventually("the broken node reports RolledBack", || {
-        let client = client.clone();
-        async move {
-            let state = states(&client).await.remove(broken_node)?;
-            (state.status.as_ref()?.phase == Some(NodePhase::RolledBack)).then_some(state)
-        }
+    let state = eventually("the broken node reports RolledBack", REACTION, async || {
+        let state = states(&client).await.remove(broken_node)?;
+        (state.status.as_ref()?.phase == Some(NodePhase::RolledBack)).then_some(state)
     })
     .await;
     let error = state
@@ -218,12 +213,9 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
         "active"
     );
 
-    let config = eventually("the config reports Degraded", || {
-        let client = client.clone();
-        async move {
-            let config = config(&client, "rollback").await;
-            (condition(&config, "Degraded").0 == "True").then_some(config)
-        }
+    let config = eventually("the config reports Degraded", REACTION, async || {
+        let config = config(&client, "rollback").await;
+        (condition(&config, "Degraded").0 == "True").then_some(config)
     })
     .await;
     assert!(condition(&config, "Degraded").2.contains(broken_node));
@@ -254,14 +246,15 @@ async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
         node,
         &format!("echo '{{\"edited\": \"by hand\"}}' > {NET_FILE}"),
     );
-    eventually("the agent repairs the file", || async {
+    eventually("the agent repairs the file", REACTION, async || {
         (node_file(node, NET_FILE).as_deref() == Some(&expected)).then_some(())
     })
     .await;
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    eventually("a DriftRepaired Event names the file", || {
-        let events = events.clone();
-        async move {
+    eventually(
+        "a DriftRepaired Event names the file",
+        REACTION,
+        async || {
             let list = events.list(&ListParams::default()).await.ok()?;
             list.items
                 .into_iter()
@@ -274,8 +267,8 @@ async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
                             .is_some_and(|note| note.contains(NET_FILE))
                 })
                 .map(drop)
-        }
-    })
+        },
+    )
     .await;
 
     node_ok(
@@ -283,14 +276,15 @@ async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
         r#"printf '{"name":"rkt.kubernetes.io","type":"ptp"}' > /etc/rkt/net.d/00-admin.conf"#,
     );
     let nodes: Api<Node> = Api::all(client.clone());
-    let shadowed = eventually("the node reports the shadowing file", || {
-        let nodes = nodes.clone();
-        async move {
+    let shadowed = eventually(
+        "the node reports the shadowing file",
+        REACTION,
+        async || {
             let conditions = node_conditions(&nodes.get(node).await.ok()?);
             let network = conditions.get("RktNetworkReady")?.clone();
             (network.1 == "ShadowedByForeignConfig").then_some(network)
-        }
-    })
+        },
+    )
     .await;
     assert!(
         shadowed.2.contains("/etc/rkt/net.d/00-admin.conf"),
@@ -298,12 +292,9 @@ async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
         shadowed.2
     );
     node_ok(node, "rm /etc/rkt/net.d/00-admin.conf");
-    eventually("the network is ready again", || {
-        let nodes = nodes.clone();
-        async move {
-            let conditions = node_conditions(&nodes.get(node).await.ok()?);
-            (conditions.get("RktNetworkReady")?.0 == "True").then_some(())
-        }
+    eventually("the network is ready again", REACTION, async || {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        (conditions.get("RktNetworkReady")?.0 == "True").then_some(())
     })
     .await;
 }
@@ -312,16 +303,14 @@ async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
 async fn a_node_with_an_older_rkt_reports_the_mismatch() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
-    let mut config = bridge_example();
-    config["metadata"]["name"] = json!("old-rkt");
-    config["spec"]["nodeSelector"] = json!({"matchLabels": {"rktnetes.io/pool": "old-rkt"}});
-    apply_config(&client, config).await;
-    let state = eventually("the node reports its rkt version", || {
-        let client = client.clone();
-        async move {
-            let state = states(&client).await.remove(*OLD_RKT_NODE)?;
-            (state.status.as_ref()?.phase == Some(NodePhase::Degraded)).then_some(state)
-        }
+    apply_config(
+        &client,
+        bridge_example().named("old-rkt").in_pool("old-rkt"),
+    )
+    .await;
+    let state = eventually("the node reports its rkt version", REACTION, async || {
+        let state = states(&client).await.remove(*OLD_RKT_NODE)?;
+        (state.status.as_ref()?.phase == Some(NodePhase::Degraded)).then_some(state)
     })
     .await;
     let status = state.status.expect("a status");
@@ -360,9 +349,10 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
     let foreign = r#"{"name":"admin-net","type":"bridge"}"#;
+    // Before any config: on a node no scenario has used yet, net.d is not there.
     node_ok(
         POOL[0],
-        &format!("printf '{foreign}' > /etc/rkt/net.d/50-admin.conf"),
+        &format!("mkdir -p /etc/rkt/net.d && printf '{foreign}' > /etc/rkt/net.d/50-admin.conf"),
     );
     // What a kubelet does: a strategic-merge patch of the Node's status with its own conditions.
     let nodes: Api<Node> = Api::all(client.clone());
@@ -387,7 +377,7 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
         .await
         .expect("the config can be deleted");
     for node in *POOL {
-        eventually("the agent removes its files", || async {
+        eventually("the agent removes its files", REACTION, async || {
             (node_file(node, NET_FILE).is_none() && node_file(node, STAGE1_FILE).is_none())
                 .then_some(())
         })
@@ -397,13 +387,14 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
         node_file(POOL[0], "/etc/rkt/net.d/50-admin.conf").as_deref(),
         Some(foreign)
     );
-    let conditions = eventually("the agent takes its Node conditions away", || {
-        let nodes = nodes.clone();
-        async move {
+    let conditions = eventually(
+        "the agent takes its Node conditions away",
+        REACTION,
+        async || {
             let conditions = node_conditions(&nodes.get(POOL[0]).await.ok()?);
             (!conditions.keys().any(|type_| type_.starts_with("Rkt"))).then_some(conditions)
-        }
-    })
+        },
+    )
     .await;
     // The kubelet's condition is untouched.
     assert!(
@@ -412,14 +403,11 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
     );
     node_ok(POOL[0], "rm /etc/rkt/net.d/50-admin.conf");
     // Each state goes once its agent has cleaned up and lifted the finalizer.
-    eventually("the pool's states are gone", || {
-        let client = client.clone();
-        async move {
-            let states = states(&client).await;
-            POOL.iter()
-                .all(|node| !states.contains_key(*node))
-                .then_some(())
-        }
+    eventually("the pool's states are gone", REACTION, async || {
+        let states = states(&client).await;
+        POOL.iter()
+            .all(|node| !states.contains_key(*node))
+            .then_some(())
     })
     .await;
 }
@@ -430,9 +418,11 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
     let (client, _controller) = setup().await;
     // The node's rkt binary by path (the kubelet's --rkt-path): the agent's fallback when GetInfo fails. It exists
     // on the node, not in the agent's image, so in the kind lane only a run in the host's mount namespace finds it.
-    let mut config = bridge_example();
-    config["spec"]["rkt"]["path"] = json!("/usr/bin/rkt");
-    apply_config(&client, config).await;
+    apply_config(
+        &client,
+        bridge_example().set("/spec/rkt/path", "/usr/bin/rkt"),
+    )
+    .await;
     converged(&client, "bridge", POOL.len()).await;
     let node = POOL[2];
 
@@ -445,23 +435,19 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
         "a node at rest wrote its RktNodeState"
     );
 
-    let api_service_ready = |wanted: &'static str| {
-        let client = client.clone();
-        move || {
-            let client = client.clone();
-            async move {
-                let node = Api::<Node>::all(client).get(node).await.ok()?;
-                let conditions = node_conditions(&node);
-                let (status, reason, message) = conditions.get("RktAPIServiceReady")?.clone();
-                (status == wanted).then_some((reason, message))
-            }
-        }
+    let nodes: Api<Node> = Api::all(client.clone());
+    // The node's RktAPIServiceReady condition, its reason and message, once its status is `wanted`.
+    let api_service_ready = async |wanted: &str| {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        let (status, reason, message) = conditions.get("RktAPIServiceReady")?.clone();
+        (status == wanted).then_some((reason, message))
     };
     // No event the agent watches: only its periodic check can notice.
     node_ok(node, "systemctl stop rkt-api.service");
     let (_, message) = eventually(
         "the agent reports the stopped rkt API service",
-        api_service_ready("False"),
+        REACTION,
+        async || api_service_ready("False").await,
     )
     .await;
     assert!(message.contains("GetInfo"), "{message}");
@@ -477,7 +463,8 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
     node_ok(node, "systemctl start rkt-api.service");
     eventually(
         "the agent reports the rkt API service back",
-        api_service_ready("True"),
+        REACTION,
+        async || api_service_ready("True").await,
     )
     .await;
 }

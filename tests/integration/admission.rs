@@ -1,8 +1,6 @@
 //! Integration tier: the CRDs on a real kube-apiserver. Examples are admitted; every invalid case is refused by
 //! the apiserver itself, with a message naming the offending field; `kubectl explain` reads the descriptions.
 
-mod support;
-
 use std::time::Duration;
 
 use kube::{
@@ -12,9 +10,11 @@ use kube::{
 };
 use rktnetes_operator::api::RktNodeConfig;
 use serde_json::Value;
-use support::{
-    cluster::{cluster, eventually},
+
+use crate::support::{
+    cluster::cluster,
     corpus::{examples, invalid_cases},
+    eventually,
 };
 
 const FIELD_MANAGER: &str = "rktnetes-tests";
@@ -77,22 +77,27 @@ async fn every_invalid_case_is_refused_naming_its_field() {
     );
 }
 
-#[test]
-fn kubectl_explain_describes_the_network() {
+#[tokio::test]
+async fn kubectl_explain_describes_the_network() {
     let cluster = cluster();
     // The apiserver publishes a new CRD's OpenAPI a moment after it is established.
-    let explained = eventually(Duration::from_secs(60), || {
-        let output = cluster
-            .kubectl()
-            .args(["explain", "rktnodeconfig.spec.network"])
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
-    })
-    .expect("kubectl explain rktnodeconfig.spec.network never succeeded");
+    let explained = eventually(
+        "kubectl explain rktnodeconfig.spec.network succeeds",
+        Duration::from_secs(60),
+        async || {
+            let output = cluster
+                .kubectl()
+                .args(["explain", "rktnodeconfig.spec.network"])
+                .output()
+                .map_err(|error| error.to_string())?;
+            if output.status.success() {
+                Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+            } else {
+                Err(String::from_utf8_lossy(&output.stderr).into_owned())
+            }
+        },
+    )
+    .await;
     for expected in [
         "KIND:       RktNodeConfig",
         "The pod network of the selected nodes.",

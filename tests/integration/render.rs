@@ -1,8 +1,6 @@
 //! Rendering as users and nodes see it: the examples' renderings byte for byte (golden files), the rendered
 //! bridge network brought up by Debian's real CNI plugin, and `rktnetes render` on the command line.
 
-mod support;
-
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -14,16 +12,14 @@ use rktnetes_operator::{
     render::{Rendering, render},
 };
 use serde_json::Value;
-use support::repo_path;
+
+use crate::support::{fixtures::TestConfig, repo_path, repo_root};
 
 /// Set to regenerate the golden files instead of comparing against them.
 const UPDATE_GOLDEN: &str = "UPDATE_GOLDEN";
 
 fn render_example(name: &str) -> (RktNodeConfig, Rendering) {
-    let path = repo_path(&format!("e2e/examples/{name}.yaml"));
-    let text = std::fs::read_to_string(&path).expect("the example is readable");
-    let config: RktNodeConfig =
-        serde_saphyr::from_str(&text).expect("the example is a RktNodeConfig");
+    let config = TestConfig::example(name).typed();
     let rendering = render(&config.spec).expect("the example renders");
     (config, rendering)
 }
@@ -90,7 +86,7 @@ fn check_golden(example: &str) {
         return;
     }
     let regenerate = format!(
-        "if the change is intended, run `{UPDATE_GOLDEN}=1 cargo test --test render` and commit tests/golden"
+        "if the change is intended, run `{UPDATE_GOLDEN}=1 cargo test --test integration render::` and commit tests/golden"
     );
     let present = files_below(&dir);
     let wanted: Vec<PathBuf> = expected.keys().cloned().collect();
@@ -341,7 +337,7 @@ fn debians_bridge_plugin_brings_up_the_rendered_bridge_network() {
 fn rktnetes(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rktnetes"))
         .args(args)
-        .current_dir(repo_path(""))
+        .current_dir(repo_root())
         .output()
         .expect("rktnetes runs")
 }

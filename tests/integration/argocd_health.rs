@@ -9,19 +9,22 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     io::{ErrorKind, Write as _},
-    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rktnetes_operator::{
-    api::{NodePhase, RktNodeConfig, RktNodeConfigSpec, RktNodeConfigStatus},
+    api::{NodePhase, RktNodeConfigStatus},
     controller::{
         config_status::{ConfigObservation, config_status},
         rollout::{Halt, NodeProgress, Wave},
     },
 };
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::support::{
+    fixtures::{TestConfig, now, progress},
+    repo_path,
+};
 
 const SCRIPT: &str = "charts/rktnetes-operator/argocd/health.lua";
 const CONFIGMAP_PATCH: &str = "charts/rktnetes-operator/argocd/argocd-cm-patch.yaml";
@@ -35,10 +38,6 @@ const ARGO_STATUSES: [&str; 6] = [
     "Missing",
     "Unknown",
 ];
-
-fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
 
 // --- running the script ------------------------------------------------------------------------------------------
 
@@ -189,44 +188,17 @@ fn lua() -> &'static str {
 const HASH: &str = "5f2c9a1e";
 const OLD_HASH: &str = "77b0d3c4";
 
-fn spec(paused: bool) -> RktNodeConfigSpec {
-    serde_json::from_value(json!({
-        "nodeSelector": {"matchLabels": {"rktnetes.io/network": "bridge"}},
-        "network": {
-            "mode": "Contained",
-            "contained": {
-                "plugin": "Bridge",
-                "bridge": {"name": "mybridge", "mtu": 1460, "subnet": "10.22.0.0/16", "gateway": "10.22.0.1"}
-            }
-        },
-        "stage1": {"name": "coreos.com/rkt/stage1-coreos", "version": "1.30.0"},
-        "rkt": {"version": "1.30.0"},
-        "rollout": {"maxUnavailable": 1, "paused": paused}
-    }))
-    .expect("a valid RktNodeConfig spec")
-}
-
-/// The object Argo CD reads: the config at `generation`, with `status` as the controller wrote it.
-fn config(generation: i64, paused: bool, status: Option<RktNodeConfigStatus>) -> Value {
-    let mut config = RktNodeConfig::new("bridge", spec(paused));
-    config.metadata.generation = Some(generation);
-    config.metadata.uid = Some("0b7f6c1e-5a7d-4c55-9d0e-2f1f9b6f3e11".into());
-    config.metadata.resource_version = Some("4711".into());
-    config.status = status;
-    serde_json::to_value(&config).unwrap()
-}
-
-fn node(name: &str, desired: &str, applied: &str, phase: NodePhase) -> NodeProgress {
-    NodeProgress {
-        node: name.into(),
-        desired_hash: Some(desired.into()),
-        applied_hash: Some(applied.into()),
-        phase: Some(phase),
-    }
+/// The object Argo CD reads: the seed's bridge config at `generation`, with `status` as the controller wrote it.
+fn argo_object(generation: i64, paused: bool, status: Option<RktNodeConfigStatus>) -> Value {
+    TestConfig::example("bridge")
+        .paused(paused)
+        .stored(generation, status)
+        .json()
+        .clone()
 }
 
 fn applied(name: &str) -> NodeProgress {
-    node(name, HASH, HASH, NodePhase::Applied)
+    progress(name, HASH, HASH, NodePhase::Applied)
 }
 
 /// What the controller observed of a config; `status()` turns it into the status it writes.
@@ -260,8 +232,7 @@ impl Observation {
             conflicts: &self.conflicts,
             wave: &self.wave,
         };
-        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).unwrap());
-        config_status(&observation, None, &now)
+        config_status(&observation, None, &now())
     }
 }
 
@@ -287,8 +258,8 @@ fn expect(status: &str, message: impl Into<String>) -> Health {
 fn rolling_out() -> Observation {
     let mut observation = Observation::of(vec![
         applied("a"),
-        node("b", HASH, OLD_HASH, NodePhase::Applying),
-        node("c", OLD_HASH, OLD_HASH, NodePhase::Applied),
+        progress("b", HASH, OLD_HASH, NodePhase::Applying),
+        progress("c", OLD_HASH, OLD_HASH, NodePhase::Applied),
     ]);
     observation.wave = Wave {
         start: vec![],
@@ -302,8 +273,8 @@ fn rolling_out() -> Observation {
 fn rolled_back() -> Observation {
     let mut observation = Observation::of(vec![
         applied("a"),
-        node("b", HASH, OLD_HASH, NodePhase::RolledBack),
-        node("c", OLD_HASH, OLD_HASH, NodePhase::Applied),
+        progress("b", HASH, OLD_HASH, NodePhase::RolledBack),
+        progress("c", OLD_HASH, OLD_HASH, NodePhase::Applied),
     ]);
     observation.errors = BTreeMap::from([(
         "b".to_string(),
@@ -321,8 +292,8 @@ fn rolled_back() -> Observation {
 fn paused() -> Observation {
     let mut observation = Observation::of(vec![
         applied("a"),
-        node("b", OLD_HASH, OLD_HASH, NodePhase::Applied),
-        node("c", OLD_HASH, OLD_HASH, NodePhase::Applied),
+        progress("b", OLD_HASH, OLD_HASH, NodePhase::Applied),
+        progress("c", OLD_HASH, OLD_HASH, NodePhase::Applied),
     ]);
     observation.wave = Wave {
         start: vec![],
@@ -337,7 +308,7 @@ fn paused() -> Observation {
 #[test]
 fn a_config_without_a_status_waits_for_the_controller() {
     assert_eq!(
-        health(&config(1, false, None)),
+        health(&argo_object(1, false, None)),
         expect(
             "Progressing",
             "waiting for the controller to observe generation 1"
@@ -352,7 +323,7 @@ fn a_status_of_an_older_generation_is_not_trusted() {
     observation.generation = 2;
     let status = observation.status();
     assert_eq!(
-        health(&config(3, false, Some(status))),
+        health(&argo_object(3, false, Some(status))),
         expect(
             "Progressing",
             "waiting for the controller to observe generation 3"
@@ -367,7 +338,7 @@ fn a_status_without_an_observed_generation_is_not_trusted() {
         ..Observation::of(vec![applied("a")]).status()
     };
     assert_eq!(
-        health(&config(1, false, Some(status))).status,
+        health(&argo_object(1, false, Some(status))).status,
         "Progressing"
     );
 }
@@ -383,7 +354,7 @@ fn a_tie_with_another_config_is_degraded_with_the_conflict_message() {
     let expected = message(&status, "Conflict");
     assert!(expected.contains("flannel"), "{expected}");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Degraded", expected)
     );
 }
@@ -398,7 +369,7 @@ fn a_conflict_outranks_a_degraded_node() {
     let status = observation.status();
     let expected = message(&status, "Conflict");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Degraded", expected)
     );
 }
@@ -412,20 +383,21 @@ fn a_rolled_back_node_is_degraded_with_its_error() {
         "{expected}"
     );
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Degraded", expected)
     );
 }
 
 #[test]
 fn a_config_that_cannot_be_rendered_is_degraded() {
-    let mut observation = Observation::of(vec![node("a", OLD_HASH, OLD_HASH, NodePhase::Applied)]);
+    let mut observation =
+        Observation::of(vec![progress("a", OLD_HASH, OLD_HASH, NodePhase::Applied)]);
     observation.rendering = Err("network.contained.custom: the CNI config is not a JSON object");
     let status = observation.status();
     let expected = message(&status, "Degraded");
     assert!(expected.contains("cannot be rendered"), "{expected}");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Degraded", expected)
     );
 }
@@ -437,7 +409,7 @@ fn a_paused_rollout_with_nodes_left_is_suspended() {
     let expected = message(&status, "Progressing");
     assert!(expected.contains("spec.rollout.paused"), "{expected}");
     assert_eq!(
-        health(&config(1, true, Some(status))),
+        health(&argo_object(1, true, Some(status))),
         expect("Suspended", expected)
     );
 }
@@ -447,7 +419,7 @@ fn a_paused_rollout_says_how_far_it_got_before_the_controller_reports_the_pause(
     // The user has just set paused; the status still says the rollout is going on.
     let status = rolling_out().status();
     assert_eq!(
-        health(&config(1, true, Some(status))),
+        health(&argo_object(1, true, Some(status))),
         expect(
             "Suspended",
             "spec.rollout.paused is set: 2 of 3 nodes updated"
@@ -460,7 +432,10 @@ fn a_degraded_node_outranks_a_pause() {
     let mut observation = rolled_back();
     observation.wave.halt = Some(Halt::Paused);
     let status = observation.status();
-    assert_eq!(health(&config(1, true, Some(status))).status, "Degraded");
+    assert_eq!(
+        health(&argo_object(1, true, Some(status))).status,
+        "Degraded"
+    );
 }
 
 #[test]
@@ -468,7 +443,7 @@ fn a_paused_config_whose_nodes_all_run_it_is_healthy() {
     let status = Observation::of(vec![applied("a"), applied("b")]).status();
     let expected = message(&status, "Ready");
     assert_eq!(
-        health(&config(1, true, Some(status))),
+        health(&argo_object(1, true, Some(status))),
         expect("Healthy", expected)
     );
 }
@@ -479,7 +454,7 @@ fn a_rollout_under_way_is_progressing() {
     let expected = message(&status, "Progressing");
     assert_eq!(expected, "2 of 3 nodes updated, 1 ready.");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Progressing", expected)
     );
 }
@@ -490,7 +465,7 @@ fn a_converged_config_is_healthy() {
     let expected = message(&status, "Ready");
     assert!(expected.starts_with("All 3 selected nodes"), "{expected}");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Healthy", expected)
     );
 }
@@ -500,7 +475,7 @@ fn a_config_that_selects_no_node_is_healthy() {
     let status = Observation::of(vec![]).status();
     let expected = message(&status, "Ready");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Healthy", expected)
     );
 }
@@ -510,7 +485,7 @@ fn a_paused_rollout_whose_last_nodes_are_still_applying_is_progressing_with_the_
     // Nothing is left to start, so the pause holds nothing back; Progressing is False (Paused), Ready is False.
     let mut observation = Observation::of(vec![
         applied("a"),
-        node("b", HASH, OLD_HASH, NodePhase::Applying),
+        progress("b", HASH, OLD_HASH, NodePhase::Applying),
     ]);
     observation.wave = Wave {
         start: vec![],
@@ -524,7 +499,7 @@ fn a_paused_rollout_whose_last_nodes_are_still_applying_is_progressing_with_the_
         "1 of 2 selected nodes applied this config and report a healthy rkt API service."
     );
     assert_eq!(
-        health(&config(1, true, Some(status))),
+        health(&argo_object(1, true, Some(status))),
         expect("Progressing", expected)
     );
 }
@@ -537,7 +512,7 @@ fn a_status_without_conditions_is_progressing() {
         ..RktNodeConfigStatus::default()
     };
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Progressing", "waiting for the nodes to apply this config")
     );
 }
@@ -554,7 +529,7 @@ fn messages_reach_argo_cd_byte_for_byte() {
     let status = observation.status();
     let expected = message(&status, "Degraded");
     assert_eq!(
-        health(&config(1, false, Some(status))),
+        health(&argo_object(1, false, Some(status))),
         expect("Degraded", expected)
     );
 }

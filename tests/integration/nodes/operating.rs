@@ -38,8 +38,7 @@ async fn reapplying_the_same_manifests_after_convergence_changes_nothing() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
     let cluster = cluster();
-    let config = bridge_example();
-    let file = manifest("gitops-bridge", &config);
+    let file = manifest("gitops-bridge", bridge_example().json());
     let apply = || {
         run(cluster
             .kubectl()
@@ -323,14 +322,15 @@ async fn helm_upgrade_rolls_the_controller_and_the_agents_without_disturbing_con
     // The controller as the new ReplicaSet runs it: with the upgraded Deployment's arguments (restarted here, or
     // the rolled pods in the kind lane).
     drop(controller);
-    let _upgraded = ChartController::start(cluster, "e2e-upgraded");
-    let after = eventually("the controller rolls the agent DaemonSet", || {
-        let daemonsets = daemonsets.clone();
-        async move {
+    let _upgraded = ChartController::start(cluster, "e2e-upgraded").await;
+    let after = eventually(
+        "the controller rolls the agent DaemonSet",
+        REACTION,
+        async || {
             let after = daemonsets.get("rktnetes-agent").await.ok()?;
             agent_env(&after).contains("debug").then_some(after)
-        }
-    })
+        },
+    )
     .await;
     assert_ne!(agent_env(&before), agent_env(&after));
     assert!(after.metadata.generation > before.metadata.generation);
@@ -380,10 +380,7 @@ async fn uninstalling_in_the_documented_order_leaves_the_nodes_clean_and_keeps_c
     apply_config(&client, bridge_example()).await;
     converged(&client, "bridge", POOL.len()).await;
     // A user's config that selects no node: it must survive the uninstall.
-    let mut kept = bridge_example();
-    kept["metadata"]["name"] = json!("kept");
-    kept["spec"]["nodeSelector"] = json!({"matchLabels": {"rktnetes.io/pool": "none"}});
-    apply_config(&client, kept).await;
+    apply_config(&client, bridge_example().named("kept").in_pool("none")).await;
 
     // The documented order (NOTES.txt, README): delete the configs that select nodes, wait for their states.
     Api::<RktNodeConfig>::all(client.clone())

@@ -1,12 +1,17 @@
-//! Shared by the integration test binaries: the example and invalid configs, and the local control plane.
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! Shared by the integration tests: the local control plane (or the kind cluster), the chart, the test nodes, the
+//! controller under test, the example and invalid configs, the fixtures every module builds its objects from, and
+//! the one way to wait.
 
 pub mod chart;
 pub mod cluster;
 pub mod controller;
 pub mod corpus;
+mod eventually;
+pub mod fixtures;
 pub mod nodes;
 pub mod scenario;
+
+pub use eventually::eventually;
 
 use std::path::{Path, PathBuf};
 

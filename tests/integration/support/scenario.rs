@@ -4,29 +4,25 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::core::v1::Node;
-use kube::{Api, Client, api::ListParams};
-use rktnetes_operator::api::RktNodeConfig;
-use serde_json::{Value, json};
+use kube::Client;
 
 use super::{
     cluster::cluster,
-    controller::{ChartController, ensure_namespace, states},
-    corpus::examples,
+    controller::{ChartController, ensure_namespace, reset},
+    eventually,
+    fixtures::TestConfig,
     nodes::{OLD_RKT_NODE, POOL, node_file, node_ok, nodes},
 };
 
 pub const NET_FILE: &str = "/etc/rkt/net.d/00-rktnetes.conf";
 pub const STAGE1_FILE: &str = "/etc/rkt/stage1.d/rktnetes.json";
 
+/// How long the agents and the controller may take to act on a change.
+pub const REACTION: Duration = Duration::from_secs(60);
+
 /// The seed's bridge example (e2e/examples/bridge.yaml), selecting the test pool.
-pub fn bridge_example() -> Value {
-    let mut config = examples()
-        .into_iter()
-        .find(|example| example.file == "bridge.yaml")
-        .expect("e2e/examples/bridge.yaml")
-        .object;
-    config["spec"]["nodeSelector"] = json!({"matchLabels": {"rktnetes.io/pool": "e2e"}});
-    config
+pub fn bridge_example() -> TestConfig {
+    TestConfig::example("bridge").in_pool("e2e")
 }
 
 /// Starts from nothing of ours on the nodes: no configs, no states, none of our files, and none of the foreign
@@ -38,22 +34,25 @@ pub async fn clean_slate(client: &Client) {
             "rm -f /etc/rkt/stage1.d/50-vendor.json /etc/rkt/net.d/00-admin.conf /etc/rkt/net.d/50-admin.conf",
         );
     }
-    let configs: Api<RktNodeConfig> = Api::all(client.clone());
-    configs
-        .delete_collection(&Default::default(), &ListParams::default())
-        .await
-        .expect("configs can be deleted");
-    for _ in 0..600 {
-        let files_left = POOL
-            .iter()
-            .chain([&*OLD_RKT_NODE])
-            .any(|node| node_file(node, NET_FILE).is_some());
-        if states(client).await.is_empty() && !files_left {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the nodes did not let go of the previous scenario's files");
+    reset(client).await;
+    eventually(
+        "the nodes let go of the previous scenario's files",
+        Duration::from_secs(120),
+        async || {
+            let left: Vec<&str> = POOL
+                .iter()
+                .chain([&*OLD_RKT_NODE])
+                .copied()
+                .filter(|node| node_file(node, NET_FILE).is_some())
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{NET_FILE} on {left:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// The nodes with the chart installed, its controller running, and a clean slate.
@@ -62,7 +61,7 @@ pub async fn setup() -> (Client, ChartController) {
     let client = cluster.client().await;
     ensure_namespace(&client).await;
     nodes(cluster);
-    let controller = ChartController::start(cluster, "e2e");
+    let controller = ChartController::start(cluster, "e2e").await;
     clean_slate(&client).await;
     (client, controller)
 }
@@ -92,18 +91,4 @@ pub fn node_conditions(node: &Node) -> BTreeMap<String, (String, String, String)
             )
         })
         .collect()
-}
-
-/// Retries `attempt` every 200 ms for a minute until it returns `Some`; panics naming `what` after that.
-pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut attempt: impl FnMut() -> F,
-) -> T {
-    for _ in 0..300 {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting until {what}");
 }

@@ -1,18 +1,17 @@
-//! The kind lane's own checks (`e2e/kind/run.sh` runs them with `--test kind`, beside the node suite): the chart's
-//! pods on real kubelets, the agent in its pod acting on its node, and nothing pulled from a registry.
+//! The kind lane's own checks (`e2e/kind/run.sh` runs them beside the node suite): the chart's pods on real
+//! kubelets, the agent in its pod acting on its node, and nothing pulled from a registry.
 //!
-//! Only the kind lane has pods and images, so this binary is not part of a plain `cargo test` (`test = false` in
-//! Cargo.toml); it needs `RKTNETES_E2E_PROFILE=kind` and fails without it.
-
-mod support;
+//! Only the kind lane has pods and images, so these tests are ignored by a plain `cargo test`; the lane runs them
+//! with `--include-ignored`. They need `RKTNETES_E2E_PROFILE=kind` and fail without it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use support::{
+
+use crate::support::{
     chart::{AGENT_NAMESPACE, RELEASE_NAMESPACE},
-    cluster::{TestCluster, cluster},
-    controller::{apply_config, converged, serial, states},
+    cluster::{TestCluster, cluster, serial},
+    controller::{apply_config, converged, states},
     kind_profile,
     nodes::{POOL, node_file, node_ok},
     scenario::{bridge_example, main_pid, setup},
@@ -78,6 +77,7 @@ fn pods(cluster: &TestCluster, namespace: &str, selector: &str) -> Vec<PodReport
 }
 
 #[tokio::test]
+#[ignore = "needs the kind cluster of e2e/kind/run.sh (RKTNETES_E2E_PROFILE=kind)"]
 async fn the_chart_runs_on_real_kubelets_and_each_selected_worker_has_its_agent_pod() {
     let cluster = require_kind_lane();
     let _serial = serial().lock().await;
@@ -186,6 +186,7 @@ async fn the_chart_runs_on_real_kubelets_and_each_selected_worker_has_its_agent_
 }
 
 #[tokio::test]
+#[ignore = "needs the kind cluster of e2e/kind/run.sh (RKTNETES_E2E_PROFILE=kind)"]
 async fn every_image_came_from_the_node_image_or_kind_load_and_nothing_was_pulled() {
     let cluster = require_kind_lane();
     let _serial = serial().lock().await;

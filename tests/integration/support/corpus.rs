@@ -14,22 +14,31 @@ pub struct Example {
 
 /// Every `e2e/examples/*.yaml`, sorted by file name.
 pub fn examples() -> Vec<Example> {
-    let mut files: Vec<_> = std::fs::read_dir(repo_path("e2e/examples"))
+    let mut names: Vec<String> = std::fs::read_dir(repo_path("e2e/examples"))
         .expect("e2e/examples is readable")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .filter_map(|entry| {
+            let path = entry.expect("directory entry").path();
+            let name = path.file_name()?.to_str()?.strip_suffix(".yaml")?;
+            Some(name.to_owned())
+        })
         .collect();
-    files.sort();
-    files
+    names.sort();
+    names
         .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).expect("example is readable");
-            Example {
-                file: path.file_name().unwrap().to_string_lossy().into_owned(),
-                object: serde_saphyr::from_str(&text).expect("example is YAML"),
-            }
+        .map(|name| Example {
+            object: example(&name),
+            file: format!("{name}.yaml"),
         })
         .collect()
+}
+
+/// The example `e2e/examples/<name>.yaml`.
+pub fn example(name: &str) -> Value {
+    let path = repo_path(&format!("e2e/examples/{name}.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{} is not readable: {error}", path.display()));
+    serde_saphyr::from_str(&text)
+        .unwrap_or_else(|error| panic!("{} is not YAML: {error}", path.display()))
 }
 
 /// One config admission must refuse.

@@ -1,5 +1,5 @@
 //! The local control plane of `e2e/cluster.sh` (a real kube-apiserver, etcd and kube-controller-manager), started
-//! once per test binary or reused when already up, with this project's CRDs installed.
+//! once per test run or reused when already up, with this project's CRDs installed.
 //!
 //! There is no skipping: when the control plane cannot start, the test fails and says why.
 
@@ -7,7 +7,6 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::OnceLock,
-    time::{Duration, Instant},
 };
 
 use kube::{
@@ -23,6 +22,13 @@ pub struct TestCluster {
     pub kubeconfig: PathBuf,
     /// Where kubectl, helm and the control plane's binaries are.
     pub tools_bin: PathBuf,
+}
+
+/// Tests share the cluster's objects (configs, states, nodes, the chart's release), so those that change them run
+/// one at a time, each holding this lock (`serial().lock().await`, or `blocking_lock()` outside a runtime).
+pub fn serial() -> &'static tokio::sync::Mutex<()> {
+    static SERIAL: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    SERIAL.get_or_init(|| tokio::sync::Mutex::new(()))
 }
 
 /// The control plane, started (or found running) on first use, with the CRDs of `crds/` applied.
@@ -111,20 +117,6 @@ pub async fn client_from(kubeconfig: &Path) -> Client {
         .await
         .unwrap_or_else(|error| panic!("{} is not valid: {error}", kubeconfig.display()));
     Client::try_from(config).expect("a client can be built from the kubeconfig")
-}
-
-/// Retries `attempt` until it returns `Some` or `timeout` passes.
-pub fn eventually<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = attempt() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// Runs a command in the repository; panics with its output when it fails.

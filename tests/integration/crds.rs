@@ -1,9 +1,8 @@
 //! The committed CRDs are exactly what the Rust types generate, and the pinned Kubernetes matches k8s-openapi.
 
-mod support;
-
 use rktnetes_operator::api::crd;
-use support::repo_path;
+
+use crate::support::repo_path;
 
 /// The CRDs are committed twice: in `crds/` for `kubectl apply`, and in the chart's `crds/`, which `helm install`
 /// applies (and, as Helm does for CRDs, never upgrades or deletes). Both must be what the types generate.

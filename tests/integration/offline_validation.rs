@@ -1,10 +1,9 @@
 //! `rktnetes render`'s validator refuses what admission refuses, naming the same field, without a cluster.
 
-mod support;
-
 use kube::CustomResourceExt;
 use rktnetes_operator::api::{RktNodeConfig, validation::OfflineValidator};
-use support::corpus::{examples, invalid_cases};
+
+use crate::support::corpus::{examples, invalid_cases};
 
 fn validator() -> OfflineValidator {
     OfflineValidator::for_crd(&RktNodeConfig::crd()).expect("the generated CRD makes a validator")

@@ -8,13 +8,13 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -27,18 +27,19 @@ use serde_json::json;
 
 use super::{
     chart,
-    cluster::{TestCluster, eventually},
+    cluster::TestCluster,
+    eventually,
+    fixtures::{POOL_LABEL, TestConfig},
     kind_profile,
 };
 
 /// The namespace of the controller's Lease and the agent DaemonSet in these tests.
 pub const NAMESPACE: &str = "rktnetes-system";
 
-/// Scenarios share cluster-scoped objects (configs, nodes, states), so they run one at a time.
-pub fn serial() -> &'static tokio::sync::Mutex<()> {
-    static SERIAL: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
-    SERIAL.get_or_init(|| tokio::sync::Mutex::new(()))
-}
+/// Marks the simulated nodes ([`create_nodes`]): Node objects without a kubelet or an agent.
+const SIMULATED_LABEL: &str = "e2e.rktnetes.io/simulated";
+/// The pool the simulated nodes are in (a test may take one out of it).
+pub const SIMULATED_POOL: &str = "simulated";
 
 /// A running `rktnetes controller`; killed when dropped.
 pub struct ControllerProcess {
@@ -50,7 +51,7 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     /// Starts a replica (as the cluster admin) and waits until it reports ready.
-    pub fn start(cluster: &TestCluster, identity: &str) -> Self {
+    pub async fn start(cluster: &TestCluster, identity: &str) -> Self {
         let port = free_port();
         let args = [
             "controller",
@@ -69,12 +70,12 @@ impl ControllerProcess {
         .into_iter()
         .chain([format!("--http-address=127.0.0.1:{port}")])
         .collect();
-        Self::spawn(identity, port, args, &cluster.kubeconfig)
+        Self::spawn(identity, port, args, &cluster.kubeconfig).await
     }
 
     /// Starts a replica the way the Helm chart's Deployment runs it: its arguments, and a token of its
     /// ServiceAccount (so the chart's RBAC is all it has). The chart must be installed.
-    pub fn start_from_chart(cluster: &TestCluster, identity: &str) -> Self {
+    pub async fn start_from_chart(cluster: &TestCluster, identity: &str) -> Self {
         let port = free_port();
         let args = chart::controller_args(cluster, identity, &format!("127.0.0.1:{port}"));
         let kubeconfig = chart::service_account_kubeconfig(
@@ -83,10 +84,10 @@ impl ControllerProcess {
             "rktnetes-controller",
             None,
         );
-        Self::spawn(identity, port, args, &kubeconfig)
+        Self::spawn(identity, port, args, &kubeconfig).await
     }
 
-    fn spawn(identity: &str, port: u16, args: Vec<String>, kubeconfig: &Path) -> Self {
+    async fn spawn(identity: &str, port: u16, args: Vec<String>, kubeconfig: &Path) -> Self {
         let log =
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("controller-{identity}.log"));
         let log_file = std::fs::File::create(&log).expect("the controller log can be created");
@@ -104,23 +105,26 @@ impl ControllerProcess {
             port,
             log,
         };
-        let ready = eventually(Duration::from_secs(60), || {
-            if let Ok(Some(status)) = controller.child.try_wait() {
-                panic!(
-                    "controller {identity} exited ({status}):\n{}",
-                    controller.log_tail()
-                );
-            }
-            (controller
-                .get("/readyz")
-                .is_some_and(|(code, _)| code == 200))
-            .then_some(())
-        });
-        assert!(
-            ready.is_some(),
-            "controller {identity} never became ready:\n{}",
-            controller.log_tail()
-        );
+        eventually(
+            &format!("controller {identity} is ready"),
+            Duration::from_secs(60),
+            async || {
+                if let Ok(Some(status)) = controller.child.try_wait() {
+                    panic!(
+                        "controller {identity} exited ({status}):\n{}",
+                        controller.log_tail()
+                    );
+                }
+                match controller.get("/readyz") {
+                    Some((200, _)) => Ok(()),
+                    answer => Err(format!(
+                        "/readyz answered {answer:?}; the log ends:\n{}",
+                        controller.log_tail()
+                    )),
+                }
+            },
+        )
+        .await;
         controller
     }
 
@@ -173,19 +177,20 @@ impl Drop for ControllerProcess {
 /// The controller of the node scenarios, as the chart runs it: in the local lane a replica started with the chart's
 /// Deployment arguments and ServiceAccount (killed when dropped); in the kind lane the Deployment's own pods on the
 /// kubelets, waited for until the Deployment has rolled out.
-pub enum ChartController {
-    Process(ControllerProcess),
-    Pods,
+pub struct ChartController {
+    /// The local lane's replica, held until the scenario ends; none in the kind lane.
+    _replica: Option<ControllerProcess>,
 }
 
 impl ChartController {
-    pub fn start(cluster: &TestCluster, identity: &str) -> Self {
-        if kind_profile() {
+    pub async fn start(cluster: &TestCluster, identity: &str) -> Self {
+        let replica = if kind_profile() {
             chart::wait_for_controller(cluster);
-            Self::Pods
+            None
         } else {
-            Self::Process(ControllerProcess::start_from_chart(cluster, identity))
-        }
+            Some(ControllerProcess::start_from_chart(cluster, identity).await)
+        };
+        Self { _replica: replica }
     }
 }
 
@@ -196,14 +201,15 @@ fn free_port() -> u16 {
         .expect("a free port on loopback")
 }
 
-/// Removes every config, state and node, and the Lease, so a scenario starts from nothing.
+/// Starts a scenario from nothing of ours in the cluster: no configs, no states, no simulated nodes. Real nodes stay,
+/// and their agents clean up and let their states go, as when a user deletes a config; a simulated node has no agent,
+/// so its state is let go here.
 pub async fn reset(client: &Client) {
     let configs: Api<RktNodeConfig> = Api::all(client.clone());
     let states: Api<RktNodeState> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(client.clone(), NAMESPACE);
     let all = ListParams::default();
+    let simulated = ListParams::default().labels(&format!("{SIMULATED_LABEL}=true"));
     let now = DeleteParams::default();
     configs
         .delete_collection(&now, &all)
@@ -213,28 +219,68 @@ pub async fn reset(client: &Client) {
         .delete_collection(&now, &all)
         .await
         .expect("states can be deleted");
-
     nodes
-        .delete_collection(&now, &all)
+        .delete_collection(&now, &simulated)
         .await
-        .expect("nodes can be deleted");
+        .expect("simulated nodes can be deleted");
+    eventually(
+        "the cluster holds no configs, states or simulated nodes",
+        Duration::from_secs(120),
+        async || {
+            let listed = |error: kube::Error| format!("cannot list: {error}");
+            let registered = nodes.list(&all).await.map_err(listed)?.items;
+            let is_simulated = |node: &Node| node.labels().contains_key(SIMULATED_LABEL);
+            let with_agent: BTreeSet<String> = registered
+                .iter()
+                .filter(|node| !is_simulated(node))
+                .map(ResourceExt::name_any)
+                .collect();
+            let left = states.list(&all).await.map_err(listed)?.items;
+            for state in &left {
+                let node = state.name_any();
+                // Made after the deletion above, by a controller that had not yet seen its config go.
+                if state.metadata.deletion_timestamp.is_none() {
+                    let _ = states.delete(&node, &now).await;
+                }
+                if !with_agent.contains(&node) {
+                    lift_cleanup_finalizer(&states, state).await;
+                }
+            }
+            let left: Vec<String> = left.iter().map(ResourceExt::name_any).collect();
+            let configs_left = configs.list(&all).await.map_err(listed)?.items.len();
+            let simulated_left = registered.iter().filter(|node| is_simulated(node)).count();
+            if configs_left == 0 && left.is_empty() && simulated_left == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{configs_left} configs, {simulated_left} simulated nodes, the states of {left:?}"
+                ))
+            }
+        },
+    )
+    .await;
+}
+
+/// Deletes what the last scenario's replicas left in [`NAMESPACE`]: their Lease, so that the next replica leads
+/// without waiting for it to expire, and their agent DaemonSet, so that the next scenario sees only what its own
+/// replicas make.
+pub async fn forget_previous_replicas(client: &Client) {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
+    let now = DeleteParams::default();
     let _ = leases.delete("rktnetes-controller", &now).await;
-    for _ in 0..100 {
-        // No agent is left to release the states (the scenario that made them has ended), and the garbage
-        // collector may delete more of them meanwhile.
-        for state in states.list(&all).await.map(|l| l.items).unwrap_or_default() {
-            lift_cleanup_finalizer(&states, &state).await;
-            let _ = states.delete(&state.name_any(), &now).await;
-        }
-        let left = configs.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
-            + states.list(&all).await.map(|l| l.items.len()).unwrap_or(1)
-            + nodes.list(&all).await.map(|l| l.items.len()).unwrap_or(1);
-        if left == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the cluster could not be emptied between scenarios");
+    let _ = daemonsets.delete("rktnetes-agent", &now).await;
+    eventually(
+        "the last scenario's agent DaemonSet is gone",
+        Duration::from_secs(30),
+        async || match daemonsets.get_opt("rktnetes-agent").await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("still there".to_owned()),
+            Err(error) => Err(error.to_string()),
+        },
+    )
+    .await;
 }
 
 /// Lifts the agent's cleanup finalizer as an agent does once its node is clean; errors are left to the caller's
@@ -263,29 +309,30 @@ pub async fn ensure_namespace(client: &Client) {
     }
 }
 
-/// Registers Node objects with these labels, as kubelets would.
-pub async fn create_nodes(client: &Client, names: &[String], labels: &BTreeMap<&str, &str>) {
+/// Registers `count` simulated nodes, `node-00` on, in the pool [`SIMULATED_POOL`], as kubelets would register
+/// theirs; returns their names.
+pub async fn create_nodes(client: &Client, count: usize) -> Vec<String> {
     let nodes: Api<Node> = Api::all(client.clone());
-    for name in names {
-        let node = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
-            .expect("a node");
+    let names: Vec<String> = (0..count).map(|index| format!("node-{index:02}")).collect();
+    for name in &names {
+        let node = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {POOL_LABEL: SIMULATED_POOL, SIMULATED_LABEL: "true"}}}),
+        )
+        .expect("a node");
         nodes
             .create(&PostParams::default(), &node)
             .await
             .expect("a node can be registered");
     }
+    names
 }
 
 /// Applies a config as `kubectl apply --server-side` would.
-pub async fn apply_config(client: &Client, config: serde_json::Value) {
+pub async fn apply_config(client: &Client, config: TestConfig) {
     let configs: Api<RktNodeConfig> = Api::all(client.clone());
-    let name = config["metadata"]["name"]
-        .as_str()
-        .expect("a named config")
-        .to_owned();
     let params = PatchParams::apply("rktnetes-tests").force();
     configs
-        .patch(&name, &params, &Patch::Apply(&config))
+        .patch(config.name(), &params, &Patch::Apply(config.json()))
         .await
         .expect("the config is admitted");
 }
@@ -410,7 +457,8 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
     }
 }
 
-pub fn progress(state: &RktNodeState) -> NodeProgress {
+/// A state's progress, as the controller's rollout sees it.
+fn progress_of(state: &RktNodeState) -> NodeProgress {
     let status = state.status.clone().unwrap_or_default();
     NodeProgress {
         node: state.name_any(),
@@ -422,29 +470,30 @@ pub fn progress(state: &RktNodeState) -> NodeProgress {
 
 /// Waits until `config` reports every one of `nodes` nodes ready on its current hash; returns that hash.
 pub async fn converged(client: &Client, name: &str, nodes: usize) -> String {
-    for _ in 0..600 {
-        let config = config(client, name).await;
-        if let Some(status) = &config.status
-            && status.observed_generation == config.metadata.generation
-            && status.ready_nodes == nodes as i32
-            && status.matched_nodes == nodes as i32
-            && let Some(hash) = &status.config_hash
-        {
-            let states = states(client).await;
-            if states.len() == nodes
-                && states
-                    .values()
-                    .all(|state| progress(state).is_applied(Some(hash)))
+    eventually(
+        &format!("{name} converged on {nodes} nodes"),
+        Duration::from_secs(60),
+        async || {
+            let config = config(client, name).await;
+            if let Some(status) = &config.status
+                && status.observed_generation == config.metadata.generation
+                && status.ready_nodes == nodes as i32
+                && status.matched_nodes == nodes as i32
+                && let Some(hash) = &status.config_hash
             {
-                return hash.clone();
+                let states = states(client).await;
+                if states.len() == nodes
+                    && states
+                        .values()
+                        .all(|state| progress_of(state).is_applied(Some(hash)))
+                {
+                    return Ok(hash.clone());
+                }
             }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{name} did not converge on {nodes} nodes: {:#?}",
-        config(client, name).await.status
-    );
+            Err(format!("the status {:#?}", config.status))
+        },
+    )
+    .await
 }
 
 /// Samples the states throughout a rollout and keeps the most nodes ever unavailable at once.
@@ -466,7 +515,7 @@ impl UnavailableSampler {
                     let unavailable = states(&client)
                         .await
                         .values()
-                        .map(progress)
+                        .map(progress_of)
                         .filter(|node| node.is_updating() || node.is_degraded())
                         .count();
                     most.fetch_max(unavailable, Ordering::Relaxed);

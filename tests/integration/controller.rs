@@ -1,8 +1,6 @@
 //! Integration tier: `rktnetes controller` against the real control plane, with Node objects and simulated agents
 //! that write RktNodeState status. Scenarios run one at a time (they share cluster-scoped objects).
 
-mod support;
-
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
@@ -11,54 +9,48 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use rktnetes_operator::api::RktNodeConfig;
-use serde_json::{Value, json};
-use support::{
-    cluster::cluster,
+use serde_json::json;
+
+use crate::support::{
+    cluster::{cluster, serial},
     controller::{
-        ControllerProcess, NAMESPACE, SimulatedAgents, UnavailableSampler, apply_config, condition,
-        config, converged, create_nodes, ensure_namespace, reset, serial, states,
+        ControllerProcess, NAMESPACE, SIMULATED_POOL, SimulatedAgents, UnavailableSampler,
+        apply_config, condition, config, converged, create_nodes, ensure_namespace,
+        forget_previous_replicas, reset, states,
     },
+    eventually,
+    fixtures::{POOL_LABEL, TestConfig},
 };
 
-const POOL: (&str, &str) = ("rktnetes.io/pool", "test");
-
-fn node_names(count: usize) -> Vec<String> {
-    (0..count).map(|index| format!("node-{index:02}")).collect()
+/// The seed's bridge example named `name`, over the simulated nodes.
+fn bridge(name: &str) -> TestConfig {
+    TestConfig::example("bridge")
+        .named(name)
+        .in_pool(SIMULATED_POOL)
 }
 
-/// A bridge config over the test pool.
-fn bridge(name: &str, mtu: i32, max_unavailable: Value, paused: bool) -> Value {
-    json!({
-        "apiVersion": "rktnetes.io/v1alpha1",
-        "kind": "RktNodeConfig",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {"matchLabels": {POOL.0: POOL.1}},
-            "network": {"mode": "Contained", "contained": {"plugin": "Bridge", "bridge": {"mtu": mtu}}},
-            "rkt": {"version": "1.30.0"},
-            "rollout": {"maxUnavailable": max_unavailable, "paused": paused},
-        }
-    })
-}
-
+/// A cluster with `node_count` simulated nodes and nothing else of ours; returns their names.
 async fn setup(node_count: usize) -> (Client, Vec<String>) {
     let client = cluster().client().await;
     ensure_namespace(&client).await;
     reset(&client).await;
-    let names = node_names(node_count);
-    create_nodes(&client, &names, &BTreeMap::from([POOL])).await;
+    forget_previous_replicas(&client).await;
+    let names = create_nodes(&client, node_count).await;
     (client, names)
 }
+
+/// How long the controller may take to act on a change.
+const REACTION: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_change_reaches_every_node_in_waves_of_max_unavailable() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(10).await;
-    let controller = ControllerProcess::start(cluster(), "waves");
+    let controller = ControllerProcess::start(cluster(), "waves").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(400));
 
     let sampler = UnavailableSampler::start(client.clone());
-    apply_config(&client, bridge("waves", 1460, json!(3), false)).await;
+    apply_config(&client, bridge("waves").max_unavailable(3)).await;
     let first = converged(&client, "waves", nodes.len()).await;
     let most = sampler.most().await;
     assert!(
@@ -68,7 +60,7 @@ async fn a_change_reaches_every_node_in_waves_of_max_unavailable() {
     assert_eq!(most, 3, "the rollout should use its whole budget");
 
     let sampler = UnavailableSampler::start(client.clone());
-    apply_config(&client, bridge("waves", 1400, json!("20%"), false)).await;
+    apply_config(&client, bridge("waves").mtu(1400).max_unavailable("20%")).await;
     let second = converged(&client, "waves", nodes.len()).await;
     let most = sampler.most().await;
     assert_ne!(first, second, "a changed mtu is a new rendering");
@@ -100,34 +92,29 @@ async fn a_change_reaches_every_node_in_waves_of_max_unavailable() {
 async fn a_degraded_node_halts_the_rollout_until_the_config_changes() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(5).await;
-    let _controller = ControllerProcess::start(cluster(), "degraded");
+    let _controller = ControllerProcess::start(cluster(), "degraded").await;
     let agents = SimulatedAgents::start(client.clone(), Duration::from_millis(200));
-    apply_config(&client, bridge("halt", 1460, json!(1), false)).await;
+    apply_config(&client, bridge("halt")).await;
     let first = converged(&client, "halt", nodes.len()).await;
 
     agents.fail("node-02");
-    apply_config(&client, bridge("halt", 1400, json!(1), false)).await;
+    apply_config(&client, bridge("halt").mtu(1400)).await;
     // node-00 and node-01 update, node-02 rolls back, and nothing after it moves.
-    let mut halted = None;
-    for _ in 0..300 {
+    let halted = eventually("the config reports Degraded", REACTION, async || {
         let config = config(&client, "halt").await;
-        if condition(&config, "Degraded").0 == "True" {
-            halted = Some(config);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let config = halted.expect("the config never reported Degraded");
-    let (_, reason, message) = condition(&config, "Degraded");
+        (condition(&config, "Degraded").0 == "True").then_some(config)
+    })
+    .await;
+    let (_, reason, message) = condition(&halted, "Degraded");
     assert_eq!(reason, "NodesDegraded");
     assert!(
         message.contains("node-02") && message.contains("GetInfo"),
         "{message}"
     );
-    assert_eq!(condition(&config, "Progressing").1, "Halted");
+    assert_eq!(condition(&halted, "Progressing").1, "Halted");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let states = states(&client).await;
-    let target = config
+    let target = halted
         .status
         .as_ref()
         .and_then(|s| s.config_hash.clone())
@@ -147,37 +134,28 @@ async fn a_degraded_node_halts_the_rollout_until_the_config_changes() {
 
     // A new config (the fix) goes on, starting with the degraded node.
     agents.heal("node-02");
-    apply_config(&client, bridge("halt", 1450, json!(1), false)).await;
+    apply_config(&client, bridge("halt").mtu(1450)).await;
     converged(&client, "halt", nodes.len()).await;
     assert_eq!(
-        condition(&config_now(&client, "halt").await, "Degraded").0,
+        condition(&config(&client, "halt").await, "Degraded").0,
         "False"
     );
-}
-
-async fn config_now(client: &Client, name: &str) -> RktNodeConfig {
-    config(client, name).await
 }
 
 #[tokio::test]
 async fn pausing_halts_the_rollout() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(3).await;
-    let _controller = ControllerProcess::start(cluster(), "paused");
+    let _controller = ControllerProcess::start(cluster(), "paused").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
-    apply_config(&client, bridge("paused", 1460, json!(1), false)).await;
+    apply_config(&client, bridge("paused")).await;
     let first = converged(&client, "paused", nodes.len()).await;
 
-    apply_config(&client, bridge("paused", 1400, json!(1), true)).await;
-    let mut paused = false;
-    for _ in 0..100 {
-        if condition(&config(&client, "paused").await, "Progressing").1 == "Paused" {
-            paused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(paused, "the config never reported Paused");
+    apply_config(&client, bridge("paused").mtu(1400).paused(true)).await;
+    eventually("the config reports Paused", REACTION, async || {
+        (condition(&config(&client, "paused").await, "Progressing").1 == "Paused").then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         states(&client)
@@ -187,7 +165,7 @@ async fn pausing_halts_the_rollout() {
         "a paused rollout moved a node"
     );
 
-    apply_config(&client, bridge("paused", 1400, json!(1), false)).await;
+    apply_config(&client, bridge("paused").mtu(1400)).await;
     assert_ne!(converged(&client, "paused", nodes.len()).await, first);
 }
 
@@ -195,9 +173,9 @@ async fn pausing_halts_the_rollout() {
 async fn a_tie_reports_conflict_on_both_configs_and_touches_no_node() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(2).await;
-    let _controller = ControllerProcess::start(cluster(), "tie");
+    let _controller = ControllerProcess::start(cluster(), "tie").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
-    apply_config(&client, bridge("first", 1460, json!(1), false)).await;
+    apply_config(&client, bridge("first")).await;
     converged(&client, "first", nodes.len()).await;
     let before: BTreeMap<String, Option<String>> = states(&client)
         .await
@@ -205,18 +183,13 @@ async fn a_tie_reports_conflict_on_both_configs_and_touches_no_node() {
         .map(|(node, state)| (node, state.resource_version()))
         .collect();
 
-    apply_config(&client, bridge("second", 1400, json!(1), false)).await;
+    apply_config(&client, bridge("second").mtu(1400)).await;
     for name in ["first", "second"] {
-        let mut conflict = None;
-        for _ in 0..100 {
+        let message = eventually(&format!("{name} reports Conflict"), REACTION, async || {
             let (status, _, message) = condition(&config(&client, name).await, "Conflict");
-            if status == "True" {
-                conflict = Some(message);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let message = conflict.unwrap_or_else(|| panic!("{name} never reported Conflict"));
+            (status == "True").then_some(message)
+        })
+        .await;
         assert!(
             message.contains("node-00")
                 && message.contains("node-01")
@@ -237,27 +210,22 @@ async fn a_tie_reports_conflict_on_both_configs_and_touches_no_node() {
 async fn a_node_no_config_selects_loses_its_state() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(3).await;
-    let _controller = ControllerProcess::start(cluster(), "unselect");
+    let _controller = ControllerProcess::start(cluster(), "unselect").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
-    apply_config(&client, bridge("unselect", 1460, json!(3), false)).await;
+    apply_config(&client, bridge("unselect").max_unavailable(3)).await;
     converged(&client, "unselect", nodes.len()).await;
 
     let api: Api<Node> = Api::all(client.clone());
-    let unlabel = json!({"metadata": {"labels": {POOL.0: null}}});
+    let unlabel = json!({"metadata": {"labels": {POOL_LABEL: null}}});
     api.patch("node-01", &PatchParams::default(), &Patch::Merge(&unlabel))
         .await
         .expect("labels can change");
-    let mut gone = false;
-    for _ in 0..100 {
+    let states = eventually("node-01's RktNodeState is removed", REACTION, async || {
         let states = states(&client).await;
-        if !states.contains_key("node-01") {
-            assert_eq!(states.len(), 2, "the other nodes keep their states");
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "node-01's RktNodeState was not removed");
+        (!states.contains_key("node-01")).then_some(states)
+    })
+    .await;
+    assert_eq!(states.len(), 2, "the other nodes keep their states");
     converged(&client, "unselect", 2).await;
 }
 
@@ -265,9 +233,9 @@ async fn a_node_no_config_selects_loses_its_state() {
 async fn reapplying_an_unchanged_config_writes_nothing() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(4).await;
-    let controller = ControllerProcess::start(cluster(), "steady");
+    let controller = ControllerProcess::start(cluster(), "steady").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
-    apply_config(&client, bridge("steady", 1460, json!(2), false)).await;
+    apply_config(&client, bridge("steady").max_unavailable(2)).await;
     converged(&client, "steady", nodes.len()).await;
     // Let the last status write land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -294,7 +262,7 @@ async fn reapplying_an_unchanged_config_writes_nothing() {
     };
     let before = versions(client.clone()).await;
     let writes_before = controller.writes();
-    apply_config(&client, bridge("steady", 1460, json!(2), false)).await;
+    apply_config(&client, bridge("steady").max_unavailable(2)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         versions(client.clone()).await,
@@ -312,26 +280,21 @@ async fn reapplying_an_unchanged_config_writes_nothing() {
 async fn only_the_leader_writes() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(3).await;
-    let first = ControllerProcess::start(cluster(), "replica-a");
-    let second = ControllerProcess::start(cluster(), "replica-b");
+    let first = ControllerProcess::start(cluster(), "replica-a").await;
+    let second = ControllerProcess::start(cluster(), "replica-b").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
-    let mut leader = None;
-    for _ in 0..200 {
+    let leader = eventually("a replica leads", REACTION, async || {
         match (first.is_leader(), second.is_leader()) {
-            (true, false) => leader = Some(0),
-            (false, true) => leader = Some(1),
+            (true, false) => Some(0),
+            (false, true) => Some(1),
             (true, true) => panic!("both replicas lead"),
-            (false, false) => {}
+            (false, false) => None,
         }
-        if leader.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let replicas = [first, second];
-    let leader = leader.expect("no replica became leader");
     let follower = 1 - leader;
-    apply_config(&client, bridge("leader", 1460, json!(1), false)).await;
+    apply_config(&client, bridge("leader")).await;
     converged(&client, "leader", nodes.len()).await;
     assert!(replicas[leader].writes() > 0.0, "the leader wrote nothing");
     assert_eq!(replicas[follower].writes(), 0.0, "the follower wrote");
@@ -345,7 +308,7 @@ async fn only_the_leader_writes() {
         drop(b);
         a
     };
-    apply_config(&client, bridge("leader", 1400, json!(1), false)).await;
+    apply_config(&client, bridge("leader").mtu(1400)).await;
     converged(&client, "leader", nodes.len()).await;
     assert!(
         survivor.is_leader() && survivor.writes() > 0.0,
@@ -358,18 +321,15 @@ async fn only_the_leader_writes() {
 async fn the_agent_daemonset_follows_the_configs() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(1).await;
-    let _controller = ControllerProcess::start(cluster(), "daemonset");
+    let _controller = ControllerProcess::start(cluster(), "daemonset").await;
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
-    apply_config(&client, bridge("agents", 1460, json!(1), false)).await;
-    let mut daemonset = None;
-    for _ in 0..100 {
-        if let Ok(found) = daemonsets.get("rktnetes-agent").await {
-            daemonset = Some(found);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let daemonset = daemonset.expect("the controller created no agent DaemonSet");
+    apply_config(&client, bridge("agents")).await;
+    let daemonset = eventually(
+        "the controller creates the agent DaemonSet",
+        REACTION,
+        async || daemonsets.get("rktnetes-agent").await,
+    )
+    .await;
     let template = daemonset.spec.template;
     assert_eq!(
         template
@@ -396,59 +356,55 @@ async fn the_agent_daemonset_follows_the_configs() {
 
     // The node's state carries the agent's cleanup finalizer: after the last config goes, the node keeps its
     // agent (selected by name) until the agent has taken the files off and let the state go.
-    let mut state = None;
-    for _ in 0..100 {
-        state = states(&client).await.remove(&nodes[0]);
-        if state.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        state.expect("the node's state").finalizers(),
-        ["rktnetes.io/agent-cleanup"]
-    );
+    let state = eventually("the node has its state", REACTION, async || {
+        states(&client).await.remove(&nodes[0])
+    })
+    .await;
+    assert_eq!(state.finalizers(), ["rktnetes.io/agent-cleanup"]);
     Api::<RktNodeConfig>::all(client.clone())
         .delete("agents", &Default::default())
         .await
         .expect("the config can be deleted");
-    let mut by_name = None;
-    for _ in 0..100 {
-        let terms = daemonsets.get("rktnetes-agent").await.ok().and_then(|d| {
-            d.spec
+    let by_name = eventually(
+        "the agent DaemonSet selects the node being cleaned by name",
+        REACTION,
+        async || {
+            let terms = daemonsets
+                .get("rktnetes-agent")
+                .await
+                .map_err(|error| format!("the DaemonSet: {error}"))?
+                .spec
                 .template
-                .spec?
-                .affinity?
-                .node_affinity?
-                .required_during_scheduling_ignored_during_execution
-        });
-        if let Some(terms) = terms
-            && terms
-                .node_selector_terms
-                .iter()
-                .all(|t| t.match_fields.is_some())
-        {
-            by_name = Some(terms.node_selector_terms);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let by_name = by_name.expect("the agent DaemonSet went before the node was cleaned");
+                .spec
+                .and_then(|pod| {
+                    pod.affinity?
+                        .node_affinity?
+                        .required_during_scheduling_ignored_during_execution
+                })
+                .map(|terms| terms.node_selector_terms)
+                .unwrap_or_default();
+            if !terms.is_empty() && terms.iter().all(|t| t.match_fields.is_some()) {
+                Ok(terms)
+            } else {
+                Err(format!("the node selector terms {terms:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         by_name[0].match_fields.as_ref().expect("a field selector")[0].values,
         Some(vec![nodes[0].clone()])
     );
 
     let _agents = SimulatedAgents::start(client.clone(), Duration::ZERO);
-    let mut removed = false;
-    for _ in 0..100 {
-        if matches!(daemonsets.get("rktnetes-agent").await, Err(kube::Error::Api(s)) if s.code == 404)
-        {
-            removed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(removed, "the agent DaemonSet outlived the last state");
+    eventually(
+        "the agent DaemonSet goes with the last state",
+        REACTION,
+        async || {
+            matches!(daemonsets.get("rktnetes-agent").await, Err(kube::Error::Api(s)) if s.code == 404)
+                .then_some(())
+        },
+    )
+    .await;
     assert!(states(&client).await.is_empty());
 }
