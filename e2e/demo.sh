@@ -80,7 +80,7 @@ fi
 
 "$E2E_DIR/install-deps.sh"
 "$E2E_DIR/build-tools.sh"
-log "building rktnetes and the rkt stand-in"
+log "building rktnetes, the rkt stand-in and the harness"
 cargo build --quiet --bins
 export KUBECONFIG
 KUBECONFIG=$("$E2E_DIR/cluster.sh" up)
@@ -96,7 +96,8 @@ helm upgrade --install rktnetes charts/rktnetes-operator --namespace rktnetes-sy
 kubectl wait --for=condition=Established crd/rktnodeconfigs.rktnetes.io crd/rktnodestates.rktnetes.io >/dev/null
 
 log "booting three nodes; each agent runs with a token of the chart's agent ServiceAccount, bound to its node"
-"$E2E_DIR/nodes.sh" up 3 --label rktnetes.io/network=bridge --with-agent >/dev/null
+"$E2E_DIR/nodes.sh" up 3 >/dev/null
+target/debug/rktnetes-e2e join --label rktnetes.io/network=bridge >/dev/null
 
 # No kubelet runs the Deployment's pods here: the controller runs on this machine with the Deployment's own
 # arguments and a token of the chart's controller ServiceAccount, so the chart's RBAC is all it has.
@@ -107,10 +108,7 @@ mapfile -t controller_args < <(kubectl -n rktnetes-system get deployment rktnete
   sed -e 's/\$(POD_NAMESPACE)/rktnetes-system/' -e 's/\$(POD_NAME)/rktnetes-controller-demo/' \
     -e 's/^--http-address=.*/--http-address=127.0.0.1:18080/')
 controller_kubeconfig="$DEMO_DIR/controller.kubeconfig"
-server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-token=$(kubectl -n rktnetes-system create token rktnetes-controller --duration=24h)
-write_token_kubeconfig "$controller_kubeconfig" "$server" "$ca" rktnetes-controller "$token"
+target/debug/rktnetes-e2e kubeconfig --service-account rktnetes-system/rktnetes-controller --out "$controller_kubeconfig"
 KUBECONFIG=$controller_kubeconfig setsid target/debug/rktnetes "${controller_args[@]}" \
   >"$DEMO_DIR/controller.log" 2>&1 </dev/null &
 echo $! >"$CONTROLLER_PID"

@@ -1,25 +1,22 @@
 #!/usr/bin/env bash
-# Test nodes for the node end-to-end tier: Debian machines booted with systemd-nspawn, each with its own systemd,
+# Test machines for the node end-to-end tier: Debian roots booted with systemd-nspawn, each with its own systemd,
 # D-Bus, network namespace (behind a host bridge), rkt-api.service running the project's rkt stand-in, the real
-# CNI plugins, and optionally the rktnetes agent. Everything lives under $RKTNETES_CACHE/nodes.
+# CNI plugins, and the rktnetes agent's unit (started once it has a kubeconfig). Machine plumbing only: making them
+# cluster nodes (Node objects, the agents' tokens and kubeconfigs) is the Rust harness's (e2e/harness:
+# `rktnetes-e2e join`, and the tests). Everything lives under $RKTNETES_CACHE/nodes.
 #
-# Usage: e2e/nodes.sh up N [options] | start-agents [NODE...] | exec NODE -- CMD... | status | down
+# Usage: e2e/nodes.sh up N [--rkt-version I=VERSION]... | exec NODE -- CMD... | status | host-address | down
 #   up N         replaces whatever nodes exist with N fresh ones, rktnetes-node-1 .. rktnetes-node-N, node i at
-#                10.213.0.(10+i); registers a Node object for each when the cluster (e2e/cluster.sh) is up; waits
-#                until each has booted. Prints the node names on stdout, one a line; everything else goes to stderr.
-#                The Debian root is debootstrapped once (about a minute) and cached.
-#     --label KEY=VALUE          a label on every Node object (repeatable)
+#                10.213.0.(10+i), and waits until each has booted. Prints the node names on stdout, one a line;
+#                everything else goes to stderr. The Debian root is debootstrapped once (about a minute) and cached.
 #     --rkt-version I=VERSION    the rkt version node I's stand-in reports (RKT_STANDIN_VERSION of its
 #                                rkt-api.service; default 1.30.0; repeatable)
-#     --with-agent               also start the agents, as start-agents does
-#   start-agents [NODE...]       writes each node's /etc/rktnetes/kubeconfig (the cluster CA and a token of the
-#                                agent's ServiceAccount, bound to the node's Node object)
-#                                and (re)starts rktnetes-agent.service in it; all nodes when none are named
 #   exec NODE -- CMD...          runs CMD as root inside NODE (its name or its index) with a clean environment
 #                                (PATH, HOME, LANG, TERM); stdin, stdout, stderr and the exit status pass through
 #   status                       one line per node: name, running or stopped, address; exit 1 if any is stopped
-#   down                         stops every node (cleanly, then by force), deletes their roots and Node objects
-#                                and removes the bridge; harmless when nothing runs
+#   host-address                 the address the nodes reach this host (and kube-apiserver) at
+#   down                         stops every node (cleanly, then by force), deletes their roots and removes the
+#                                bridge; harmless when nothing runs
 # `up` and `down` also clean up what a killed run left: stale pid files, orphaned systemd-nspawn processes and
 # containers, mounts.
 #
@@ -35,9 +32,6 @@
 #   RKTNETES_NODE_ROOT_MODE  how each node gets its own root: overlay (an overlayfs over the cached root, instant),
 #                            copy (cp -a --reflink=auto), or auto (overlay where the kernel allows it; default)
 #   RKTNETES_NODE_TIMEOUT    seconds to wait for the nodes to boot (default 120)
-#   RKTNETES_AGENT_NAMESPACE, RKTNETES_AGENT_SERVICE_ACCOUNT
-#                            the agent's ServiceAccount (default rktnetes-agent, rktnetes-agent); start-agents
-#                            needs it to exist (its RBAC is the caller's to apply)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -47,8 +41,6 @@ set -euo pipefail
 BIN_DIR=${RKTNETES_BIN_DIR:-$REPO_DIR/target/debug}
 ROOT_MODE=${RKTNETES_NODE_ROOT_MODE:-auto}
 TIMEOUT=${RKTNETES_NODE_TIMEOUT:-120}
-AGENT_NAMESPACE=${RKTNETES_AGENT_NAMESPACE:-rktnetes-agent}
-AGENT_SERVICE_ACCOUNT=${RKTNETES_AGENT_SERVICE_ACCOUNT:-rktnetes-agent}
 DEFAULT_RKT_VERSION=1.30.0
 NODE_PREFIX=rktnetes-node-
 NODE_FILES="$E2E_DIR/node"
@@ -59,9 +51,6 @@ MARKER="$NODES_DIR/.rktnetes-nodes"
 # nspawns in the same cgroup put their containers in the same `payload` cgroup, and then each container's
 # systemd manages the other's services too. It also finds the processes of a node whose nspawn was killed.
 CGROUP_NAME=rktnetes-nodes
-# Labels every Node object we register, so that `down` finds them without our state dir.
-NODE_OBJECT_LABEL=e2e.rktnetes.io/node
-FIELD_MANAGER=rktnetes-e2e-nodes
 # What goes into the node root besides debootstrap's minimal base. curl and procps are for people and tests
 # looking around in a node.
 ROOT_PACKAGES=(systemd systemd-sysv dbus containernetworking-plugins iproute2 iptables ca-certificates curl procps)
@@ -369,79 +358,9 @@ remove_bridge() {
   fi
 }
 
-# --- the cluster -------------------------------------------------------------------------------------------------
-
-cluster_up() { "$E2E_DIR/cluster.sh" status >/dev/null 2>&1; }
-
-kubectl_admin() {
-  local kubeconfig
-  kubeconfig=$("$E2E_DIR/cluster.sh" kubeconfig) || die "the cluster is not up; run: e2e/cluster.sh up"
-  "$TOOLS_BIN/kubectl" --kubeconfig "$kubeconfig" --request-timeout=30s "$@"
-}
-
-delete_node_objects() {
-  local out
-  cluster_up || return 0
-  out=$(kubectl_admin delete node -l "$NODE_OBJECT_LABEL=true" --ignore-not-found 2>&1) || {
-    printf '%s\n' "$out" >&2
-    die "could not delete the Node objects of the previous nodes"
-  }
-  [[ -z $out || $out == "No resources found" ]] || log "$(echo "$out" | xargs)"
-}
-
-# register_node_objects LABELS_JSON NAME...: a Node per machine, with its labels and addresses. No kubelet
-# reports for these nodes; the node lifecycle controller marks them NotReady and taints them, which nothing
-# here minds.
-register_node_objects() {
-  local labels=$1 name index
-  shift
-  for name; do
-    index=${name#"$NODE_PREFIX"}
-    jq -n --arg name "$name" --argjson labels "$labels" --arg marker "$NODE_OBJECT_LABEL" --arg arch "$(dpkg --print-architecture)" '{
-      apiVersion: "v1", kind: "Node",
-      metadata: {name: $name, labels: ({
-        "kubernetes.io/hostname": $name, "kubernetes.io/os": "linux", "kubernetes.io/arch": $arch, ($marker): "true"
-      } + $labels)}
-    }' | kubectl_admin apply --server-side --field-manager="$FIELD_MANAGER" -f - >/dev/null
-    # Addresses are status, which only the status subresource takes.
-    jq -n --arg name "$name" --arg ip "$(node_ip "$index")" '{
-      apiVersion: "v1", kind: "Node", metadata: {name: $name},
-      status: {addresses: [{type: "InternalIP", address: $ip}, {type: "Hostname", address: $name}]}
-    }' | kubectl_admin apply --server-side --field-manager="$FIELD_MANAGER" --subresource=status -f - >/dev/null
-  done
-  log "registered Node objects: $*"
-}
-
-# Writes a node's kubeconfig and (re)starts its agent.
-start_agents() {
-  local server ca port name token
-  server=$(kubectl_admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-  ca=$(kubectl_admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-  port=${server##*:}
-  # From the host, this is the address and the certificate name the nodes depend on.
-  if ! curl -sf --max-time 5 --cacert <(base64 -d <<<"$ca") "https://$NODE_HOST_IP:$port/readyz" >/dev/null; then
-    die "kube-apiserver does not answer at https://$NODE_HOST_IP:$port with a certificate for that address; start
-the cluster with RKTNETES_APISERVER_BIND=0.0.0.0 and $NODE_HOST_IP in RKTNETES_APISERVER_EXTRA_SANS (the defaults)"
-  fi
-  kubectl_admin -n "$AGENT_NAMESPACE" get serviceaccount "$AGENT_SERVICE_ACCOUNT" >/dev/null 2>&1 ||
-    die "ServiceAccount $AGENT_NAMESPACE/$AGENT_SERVICE_ACCOUNT does not exist; apply the agent's RBAC before starting
-agents (or set RKTNETES_AGENT_NAMESPACE and RKTNETES_AGENT_SERVICE_ACCOUNT to the one it made)"
-  for name; do
-    kubectl_admin get node "$name" >/dev/null 2>&1 || die "Node $name is not registered (was the cluster up at \`up\`?)"
-    # Bound to the Node object: the token carries the node's name (for the admission policy that keeps an agent
-    # to its own node) and dies with the Node.
-    token=$(kubectl_admin -n "$AGENT_NAMESPACE" create token "$AGENT_SERVICE_ACCOUNT" --duration=24h \
-      --bound-object-kind=Node --bound-object-name="$name")
-    write_token_kubeconfig "$NODES_DIR/$name/root/etc/rktnetes/kubeconfig" "https://$NODE_HOST_IP:$port" "$ca" \
-      "$AGENT_SERVICE_ACCOUNT" "$token"
-    node_exec "$name" systemctl restart rktnetes-agent.service
-    log "$name: agent started"
-  done
-}
-
 # --- commands ----------------------------------------------------------------------------------------------------
 
-lock() { # one up/down/start-agents at a time
+lock() { # one up/down at a time
   mkdir -p "$NODES_DIR"
   exec 9>"$NODES_DIR.lock"
   flock -w 600 9 || die "another nodes.sh has held $NODES_DIR.lock for 10 minutes"
@@ -452,55 +371,42 @@ lock() { # one up/down/start-agents at a time
 }
 
 cmd_up() {
-  local count="" with_agent=false labels=() versions=() arg value i name dir suite mode start
+  local count="" versions=() i name dir suite mode start
   while (($#)); do
-    arg=$1
-    case $arg in
-      --label | --rkt-version)
-        (($# >= 2)) || die "$arg needs a value"
-        value=$2
+    case $1 in
+      --rkt-version)
+        [[ ${2:-} =~ ^([0-9]+)=(.+)$ ]] || die "--rkt-version takes NODE_INDEX=VERSION: '${2:-}'"
+        versions[BASH_REMATCH[1]]=${BASH_REMATCH[2]}
         shift
-        if [[ $arg == --label ]]; then
-          [[ $value == ?*=* ]] || die "--label takes KEY=VALUE: '$value'"
-          labels+=("$value")
-        else
-          [[ $value =~ ^([0-9]+)=(.+)$ ]] || die "--rkt-version takes NODE_INDEX=VERSION: '$value'"
-          versions[BASH_REMATCH[1]]=${BASH_REMATCH[2]}
-        fi
         ;;
-      --with-agent) with_agent=true ;;
-      -*) die "unknown option: $arg" ;;
+      -*) die "unknown option: $1" ;;
       *)
-        [[ -z $count ]] || die "unexpected argument: $arg"
-        count=$arg
+        [[ -z $count ]] || die "unexpected argument: $1"
+        count=$1
         ;;
     esac
     shift
   done
   if ! [[ $count =~ ^[0-9]+$ ]] || ((count < 1 || count > 200)); then
-    die "usage: $0 up N [options] (N from 1 to 200)"
+    die "usage: $0 up N [--rkt-version I=VERSION]... (N from 1 to 200)"
   fi
   for i in "${!versions[@]}"; do
     ((i >= 1 && i <= count)) || die "--rkt-version $i=${versions[i]}: there is no node $i"
   done
-  local labels_json
-  labels_json=$(printf '%s\n' "${labels[@]}" | jq -Rn '[inputs | select(. != "") | capture("^(?<key>[^=]+)=(?<value>.*)$")] | from_entries')
   for name in rktnetes rkt; do
     [[ -x $BIN_DIR/$name ]] || die "$BIN_DIR/$name is missing; build it (cargo build) or point RKTNETES_BIN_DIR at it"
   done
-  for name in systemd-nspawn nsenter ip jq; do
+  for name in systemd-nspawn nsenter ip; do
     command -v "$name" >/dev/null || die "$name is not installed; run e2e/install-deps.sh"
   done
   [[ $(id -u) == 0 ]] || die "test nodes need root"
   suite=${RKTNETES_NODE_SUITE:-$(host_suite)} || die "this host is not Debian; set RKTNETES_NODE_SUITE to a Debian release"
-  if $with_agent; then cluster_up || die "--with-agent needs the cluster; run: e2e/cluster.sh up"; fi
 
   lock
   start=$SECONDS
   # If anything below fails, no half-made node stays behind (their console logs do).
-  trap 'if (($? != 0)); then log "up failed; removing its nodes"; teardown_nodes; delete_node_objects; fi' EXIT
+  trap 'if (($? != 0)); then log "up failed; removing its nodes"; teardown_nodes; fi' EXIT
   teardown_nodes
-  delete_node_objects
   rm -f "$NODES_DIR/$NODE_PREFIX"*.log
   ensure_root "$suite"
   ensure_bridge
@@ -518,27 +424,9 @@ cmd_up() {
     boot_node "$name"
   done
   wait_booted "${names[@]}"
-  if cluster_up; then
-    register_node_objects "$labels_json" "${names[@]}"
-  else
-    log "the cluster is not up: no Node objects registered"
-  fi
-  if $with_agent; then start_agents "${names[@]}"; fi
   trap - EXIT
   log "$count node(s) up in $((SECONDS - start))s; consoles in $NODES_DIR/<name>.log"
   printf '%s\n' "${names[@]}"
-}
-
-cmd_start_agents() {
-  local names=() name
-  lock
-  for name; do names+=("$(node_name "$name")"); done
-  ((${#names[@]})) || mapfile -t names < <(node_names)
-  ((${#names[@]})) || die "no nodes; run: $0 up N"
-  for name in "${names[@]}"; do
-    init_pid "$name" >/dev/null || die "$name is not running"
-  done
-  start_agents "${names[@]}"
 }
 
 cmd_exec() {
@@ -561,17 +449,18 @@ cmd_status() {
   return "$all_running"
 }
 
+cmd_host_address() { echo "$NODE_HOST_IP"; }
+
 cmd_down() {
   local start=$SECONDS
   lock
   teardown_nodes
-  delete_node_objects
   remove_bridge
   log "nodes down in $((SECONDS - start))s"
 }
 
 case ${1:-} in
-  up | start-agents | exec | status | down)
+  up | exec | status | host-address | down)
     cmd=${1//-/_}
     shift
     "cmd_$cmd" "$@"

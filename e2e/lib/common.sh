@@ -29,31 +29,3 @@ RKTNETES_APISERVER_EXTRA_SANS=${RKTNETES_APISERVER_EXTRA_SANS:-$NODE_HOST_IP}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-# write_token_kubeconfig FILE SERVER CA_DATA USER TOKEN: a kubeconfig for one bearer token (a ServiceAccount's),
-# mode 0600, put in place whole (written beside FILE, then renamed).
-write_token_kubeconfig() {
-  local file=$1 server=$2 ca=$3 user=$4 token=$5 tmp
-  tmp=$(mktemp "$(dirname "$file")/.kubeconfig.XXXXXX")
-  chmod 0600 "$tmp"
-  cat >"$tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: rktnetes
-  cluster:
-    server: $server
-    certificate-authority-data: $ca
-users:
-- name: $user
-  user:
-    token: $token
-contexts:
-- name: rktnetes
-  context:
-    cluster: rktnetes
-    user: $user
-current-context: rktnetes
-EOF
-  mv "$tmp" "$file"
-}

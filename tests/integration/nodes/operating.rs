@@ -112,6 +112,7 @@ async fn an_agents_token_writes_only_its_own_nodes_status_and_deletes_nothing() 
         )
     } else {
         chart::service_account_kubeconfig(cluster(), AGENT_NAMESPACE, "rktnetes-agent", Some(own))
+            .await
     };
     let agent = client_from(&kubeconfig).await;
     let nodes: Api<Node> = Api::all(agent.clone());

@@ -7,6 +7,10 @@ use std::{
     process::{Command, Output},
 };
 
+use rktnetes_e2e::{
+    kubeconfig::{self, ClusterEndpoint},
+    service_accounts::{self, ServiceAccountRef},
+};
 use serde_json::Value;
 
 use super::{
@@ -114,25 +118,19 @@ pub fn controller_args(cluster: &TestCluster, identity: &str, http_address: &str
 
 /// A kubeconfig holding a fresh token of `namespace/service_account`, bound to Node `node` when given (as a pod's
 /// projected token is bound to its node), written under the test target directory.
-pub fn service_account_kubeconfig(
+pub async fn service_account_kubeconfig(
     cluster: &TestCluster,
     namespace: &str,
     service_account: &str,
     node: Option<&str>,
 ) -> PathBuf {
-    let mut create = vec![
-        "-n",
-        namespace,
-        "create",
-        "token",
-        service_account,
-        "--duration=1h",
-    ];
-    let bound = node.map(|node| format!("--bound-object-name={node}"));
-    if let Some(bound) = &bound {
-        create.extend(["--bound-object-kind=Node", bound.as_str()]);
-    }
-    let token = cluster.kubectl_ok(&create).trim().to_owned();
+    let account = ServiceAccountRef {
+        namespace: namespace.to_owned(),
+        name: service_account.to_owned(),
+    };
+    let token = service_accounts::token(&cluster.client().await, &account, node, 3600)
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
     token_kubeconfig(
         cluster,
         &format!(
@@ -147,25 +145,10 @@ pub fn service_account_kubeconfig(
 /// A kubeconfig for this cluster that authenticates with `token` as `user`, written under the test target
 /// directory as `<name>.kubeconfig`.
 pub fn token_kubeconfig(cluster: &TestCluster, name: &str, user: &str, token: &str) -> PathBuf {
-    let view: Value = serde_json::from_str(
-        &cluster.kubectl_ok(&["config", "view", "--raw", "--minify", "-o", "json"]),
-    )
-    .expect("the kubeconfig is JSON");
-    let server = view["clusters"][0]["cluster"]["server"]
-        .as_str()
-        .expect("a server");
-    let ca = view["clusters"][0]["cluster"]["certificate-authority-data"]
-        .as_str()
-        .expect("the cluster CA");
-    let kubeconfig = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority-data": ca}}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
-        "current-context": "local",
-    });
+    let endpoint =
+        ClusterEndpoint::of(&cluster.kubeconfig).unwrap_or_else(|error| panic!("{error:#}"));
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, kubeconfig.to_string()).expect("the kubeconfig can be written");
+    kubeconfig::write(&path, &kubeconfig::for_token(&endpoint, user, token))
+        .unwrap_or_else(|error| panic!("{error:#}"));
     path
 }

@@ -19,6 +19,7 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
+use rktnetes_e2e::node_objects::{self, Origin};
 use rktnetes_operator::{
     api::{NodePhase, RktNodeConfig, RktNodeState, node_state::Release},
     controller::rollout::NodeProgress,
@@ -36,8 +37,6 @@ use super::{
 /// The namespace of the controller's Lease and the agent DaemonSet in these tests.
 pub const NAMESPACE: &str = "rktnetes-system";
 
-/// Marks the simulated nodes ([`create_nodes`]): Node objects without a kubelet or an agent.
-const SIMULATED_LABEL: &str = "e2e.rktnetes.io/simulated";
 /// The pool the simulated nodes are in (a test may take one out of it).
 pub const SIMULATED_POOL: &str = "simulated";
 
@@ -83,7 +82,8 @@ impl ControllerProcess {
             chart::RELEASE_NAMESPACE,
             "rktnetes-controller",
             None,
-        );
+        )
+        .await;
         Self::spawn(identity, port, args, &kubeconfig).await
     }
 
@@ -209,7 +209,6 @@ pub async fn reset(client: &Client) {
     let states: Api<RktNodeState> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
     let all = ListParams::default();
-    let simulated = ListParams::default().labels(&format!("{SIMULATED_LABEL}=true"));
     let now = DeleteParams::default();
     configs
         .delete_collection(&now, &all)
@@ -219,17 +218,16 @@ pub async fn reset(client: &Client) {
         .delete_collection(&now, &all)
         .await
         .expect("states can be deleted");
-    nodes
-        .delete_collection(&now, &simulated)
+    node_objects::forget(client, Origin::Simulated)
         .await
-        .expect("simulated nodes can be deleted");
+        .unwrap_or_else(|error| panic!("{error:#}"));
     eventually(
         "the cluster holds no configs, states or simulated nodes",
         Duration::from_secs(120),
         async || {
             let listed = |error: kube::Error| format!("cannot list: {error}");
             let registered = nodes.list(&all).await.map_err(listed)?.items;
-            let is_simulated = |node: &Node| node.labels().contains_key(SIMULATED_LABEL);
+            let is_simulated = |node: &Node| Origin::Simulated.of(node);
             let with_agent: BTreeSet<String> = registered
                 .iter()
                 .filter(|node| !is_simulated(node))
@@ -312,17 +310,12 @@ pub async fn ensure_namespace(client: &Client) {
 /// Registers `count` simulated nodes, `node-00` on, in the pool [`SIMULATED_POOL`], as kubelets would register
 /// theirs; returns their names.
 pub async fn create_nodes(client: &Client, count: usize) -> Vec<String> {
-    let nodes: Api<Node> = Api::all(client.clone());
     let names: Vec<String> = (0..count).map(|index| format!("node-{index:02}")).collect();
+    let labels = BTreeMap::from([(POOL_LABEL.to_owned(), SIMULATED_POOL.to_owned())]);
     for name in &names {
-        let node = serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {POOL_LABEL: SIMULATED_POOL, SIMULATED_LABEL: "true"}}}),
-        )
-        .expect("a node");
-        nodes
-            .create(&PostParams::default(), &node)
+        node_objects::register(client, name, Origin::Simulated, &labels, None)
             .await
-            .expect("a node can be registered");
+            .unwrap_or_else(|error| panic!("{error:#}"));
     }
     names
 }

@@ -3,13 +3,19 @@
 //! and RBAC. Started once per test binary.
 
 use std::{
+    collections::BTreeMap,
     process::{Command, Output},
     sync::{LazyLock, OnceLock},
 };
 
+use kube::Client;
+use rktnetes_e2e::{
+    kubeconfig::ClusterEndpoint, machines::Machines, service_accounts::ServiceAccountRef,
+};
+
 use super::{
     chart,
-    cluster::{TestCluster, run},
+    cluster::{TestCluster, cluster, run},
     kind_profile, repo_path, repo_root,
 };
 
@@ -66,6 +72,18 @@ pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
                         .rsplit_once('/')
                         .map_or(".", |(dir, _)| dir),
                 ));
+            // Node objects for the machines, and their agents started.
+            with_harness(async |client, endpoint| {
+                rktnetes_e2e::join(
+                    &client,
+                    &endpoint,
+                    &machines(),
+                    &BTreeMap::new(),
+                    &agent_account(),
+                )
+                .await
+                .map(drop)
+            });
         }
         for node in *POOL {
             cluster.kubectl_ok(&["label", "--overwrite", "node", node, "rktnetes.io/pool=e2e"]);
@@ -77,7 +95,6 @@ pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
             *OLD_RKT_NODE,
             "rktnetes.io/pool=old-rkt",
         ]);
-        start_agents();
     });
     &*POOL
 }
@@ -86,7 +103,47 @@ pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
 /// the DaemonSet's pods, whose tokens the kubelet keeps.
 pub fn start_agents() {
     if !kind_profile() {
-        run(Command::new(repo_path("e2e/nodes.sh")).arg("start-agents"));
+        let names: Vec<String> = node_names().iter().map(|name| (*name).to_owned()).collect();
+        with_harness(async |client, endpoint| {
+            rktnetes_e2e::start_agents(&client, &endpoint, &machines(), &names, &agent_account())
+                .await
+        });
+    }
+}
+
+fn machines() -> Machines {
+    Machines::of_checkout(repo_root())
+}
+
+/// The chart's agent ServiceAccount.
+fn agent_account() -> ServiceAccountRef {
+    ServiceAccountRef {
+        namespace: chart::AGENT_NAMESPACE.to_owned(),
+        name: "rktnetes-agent".to_owned(),
+    }
+}
+
+/// Runs the harness's `work` against the local cluster on a runtime of its own, whether or not the caller is inside
+/// a test's runtime; panics with the harness's error.
+fn with_harness(work: impl AsyncFnOnce(Client, ClusterEndpoint) -> anyhow::Result<()> + Send) {
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the harness");
+                runtime.block_on(async {
+                    let cluster = cluster();
+                    let endpoint = ClusterEndpoint::of(&cluster.kubeconfig)?;
+                    work(cluster.client().await, endpoint).await
+                })
+            })
+            .join()
+            .expect("the harness's thread")
+    });
+    if let Err(error) = result {
+        panic!("{error:#}");
     }
 }
 
