@@ -595,27 +595,17 @@ mod tests {
     }
 
     #[test]
-    fn files_that_cannot_be_written_are_rolled_back() {
+    fn files_that_cannot_be_written_are_rolled_back_and_a_change_that_cannot_be_recorded_is_not_made()
+     {
         let spec = spec("new");
         let ledger = applied("old");
-        let step = next_apply_step(
-            &knowing(&spec, &ledger),
-            ApplyProgress::Written(Err(io_error())),
-        );
+        let next = |progress| next_apply_step(&knowing(&spec, &ledger), progress);
+        let step = next(ApplyProgress::Written(Err(io_error())));
         assert!(
             matches!(&step, Do(ApplyStep::RollBack { cause }) if cause.starts_with("writing the files failed")),
             "{step:?}"
         );
-    }
-
-    #[test]
-    fn a_change_that_cannot_be_recorded_is_not_made() {
-        let spec = spec("new");
-        let ledger = applied("old");
-        let step = next_apply_step(
-            &knowing(&spec, &ledger),
-            ApplyProgress::Begun(Err(io_error())),
-        );
+        let step = next(ApplyProgress::Begun(Err(io_error())));
         assert!(
             matches!(&step, Do(ApplyStep::Report(Outcome::Failed(reason))) if reason.contains(NET)),
             "{step:?}"
