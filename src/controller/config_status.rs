@@ -99,6 +99,20 @@ fn count(value: usize) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+/// Why a config whose every selected node is tied with another config applies to none: it owns no node, so it
+/// cannot claim that its nodes are ready or its rollout complete.
+const ALL_NODES_IN_CONFLICT: &str = "AllNodesInConflict";
+
+fn all_nodes_in_conflict(type_: &'static str) -> ConditionUpdate {
+    ConditionUpdate::new(
+        type_,
+        false,
+        ALL_NODES_IN_CONFLICT,
+        "Every node this config selects is selected at the same priority by another RktNodeConfig, so it applies to \
+         none of them (see the Conflict condition).",
+    )
+}
+
 fn ready_condition(matched: usize, ready: usize, conflicts: usize) -> ConditionUpdate {
     if matched == 0 && conflicts == 0 {
         ConditionUpdate::new(
@@ -107,6 +121,8 @@ fn ready_condition(matched: usize, ready: usize, conflicts: usize) -> ConditionU
             "NoNodesSelected",
             "No node matches spec.nodeSelector, so there is nothing to apply.",
         )
+    } else if matched == 0 {
+        all_nodes_in_conflict(condition::READY)
     } else if ready == matched {
         ConditionUpdate::new(
             condition::READY,
@@ -156,6 +172,9 @@ fn progressing_condition(
                 wave.waiting
             ),
         ),
+        None if matched == 0 && !observation.conflicts.is_empty() => {
+            all_nodes_in_conflict(condition::PROGRESSING)
+        }
         None if ready == matched => ConditionUpdate::new(
             condition::PROGRESSING,
             false,
@@ -340,5 +359,15 @@ mod tests {
             "{}",
             conflict.message
         );
+        // It owns no node: neither ready nor complete, and it says why.
+        for type_ in ["Ready", "Progressing"] {
+            let update = condition(&status, type_);
+            assert_eq!(
+                (update.status.as_str(), update.reason.as_str()),
+                ("False", "AllNodesInConflict"),
+                "{type_}: {}",
+                update.message
+            );
+        }
     }
 }
