@@ -70,7 +70,7 @@ build() {
   "$E2E_DIR/build-tools.sh" kind
   use_engine
   log "building the operator and the rkt stand-in (cargo build --release)"
-  (cd "$REPO_DIR" && CARGO_TARGET_DIR=$RELEASE_TARGET cargo build --release --locked --bins)
+  (cd "$REPO_DIR" && CARGO_TARGET_DIR=$RELEASE_TARGET cargo build --release --locked --bins -p rktnetes-operator -p rkt-standin)
   NODE_IMAGE=$("$KIND_DIR/node-image.sh" rkt-node "$RELEASE_BIN/rkt")
   OPERATOR_IMAGE=$("$KIND_DIR/operator-image.sh" "$RELEASE_BIN/rktnetes")
   remove_older_images "$NODE_IMAGE" "$("$KIND_DIR/node-image.sh" node)" "$OPERATOR_IMAGE"

@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -51,7 +51,6 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts a replica (as the cluster admin) and waits until it reports ready.
     pub async fn start(cluster: &TestCluster, identity: &str) -> Self {
-        let port = free_port();
         let args = [
             "controller",
             "--identity",
@@ -67,16 +66,15 @@ impl ControllerProcess {
         ]
         .map(str::to_owned)
         .into_iter()
-        .chain([format!("--http-address=127.0.0.1:{port}")])
+        .chain([format!("--http-address={ANY_LOOPBACK_PORT}")])
         .collect();
-        Self::spawn(identity, port, args, &cluster.kubeconfig).await
+        Self::spawn(identity, args, &cluster.kubeconfig).await
     }
 
     /// Starts a replica the way the Helm chart's Deployment runs it: its arguments, and a token of its
     /// ServiceAccount (so the chart's RBAC is all it has). The chart must be installed.
     pub async fn start_from_chart(cluster: &TestCluster, identity: &str) -> Self {
-        let port = free_port();
-        let args = chart::controller_args(cluster, identity, &format!("127.0.0.1:{port}"));
+        let args = chart::controller_args(cluster, identity, ANY_LOOPBACK_PORT);
         let kubeconfig = chart::service_account_kubeconfig(
             cluster,
             chart::RELEASE_NAMESPACE,
@@ -84,10 +82,12 @@ impl ControllerProcess {
             None,
         )
         .await;
-        Self::spawn(identity, port, args, &kubeconfig).await
+        Self::spawn(identity, args, &kubeconfig).await
     }
 
-    async fn spawn(identity: &str, port: u16, args: Vec<String>, kubeconfig: &Path) -> Self {
+    /// Starts the controller with `args`, learns the port its probe server bound from its log, and waits until it
+    /// is ready.
+    async fn spawn(identity: &str, args: Vec<String>, kubeconfig: &Path) -> Self {
         let log =
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("controller-{identity}.log"));
         let log_file = std::fs::File::create(&log).expect("the controller log can be created");
@@ -102,9 +102,25 @@ impl ControllerProcess {
         let mut controller = Self {
             identity: identity.to_owned(),
             child,
-            port,
+            port: 0,
             log,
         };
+        controller.port = eventually(
+            &format!("controller {identity} says where it serves its probes"),
+            Duration::from_secs(60),
+            async || {
+                if let Ok(Some(status)) = controller.child.try_wait() {
+                    panic!(
+                        "controller {identity} exited ({status}):\n{}",
+                        controller.log_tail()
+                    );
+                }
+                let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
+                probe_port(&log)
+                    .ok_or_else(|| format!("the log so far:\n{}", controller.log_tail()))
+            },
+        )
+        .await;
         eventually(
             &format!("controller {identity} is ready"),
             Duration::from_secs(60),
@@ -194,11 +210,18 @@ impl ChartController {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on loopback")
+/// The probe server's address in the tests: loopback, a port the kernel picks (the controller logs which).
+const ANY_LOOPBACK_PORT: &str = "127.0.0.1:0";
+
+/// The port of the controller's probe server, from its log line `... serving /livez, /readyz and /metrics
+/// address=127.0.0.1:PORT`.
+fn probe_port(log: &str) -> Option<u16> {
+    log.lines()
+        .filter(|line| line.contains("serving /livez"))
+        .flat_map(str::split_whitespace)
+        .find_map(|field| field.strip_prefix("address="))
+        .and_then(|address| address.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
 }
 
 /// Starts a scenario from nothing of ours in the cluster: no configs, no states, no simulated nodes. Real nodes stay,

@@ -45,8 +45,8 @@ fn write(dir: &Path, relative: &str, content: &str) -> PathBuf {
     path
 }
 
-/// A port nothing listens on (the kernel's pick, released again).
-fn free_port() -> u16 {
+/// A port nothing listens on (the kernel's pick, released again), for a client to be refused on.
+fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -58,17 +58,17 @@ fn free_port() -> u16 {
 struct ApiService {
     child: Child,
     stderr: PathBuf,
+    /// Where it listens, once it has said so ([`ApiService::wait_ready`]).
     endpoint: String,
 }
 
 impl ApiService {
+    /// Starts it on a loopback port of the kernel's choosing, which it reports in its log.
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let port = free_port();
-        let endpoint = format!("127.0.0.1:{port}");
         let stderr = dir.join("api-service.stderr");
         let child = rkt()
             .args(args)
-            .args(["--listen", &endpoint])
+            .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(fs::File::create(&stderr).unwrap())
             .spawn()
@@ -76,8 +76,16 @@ impl ApiService {
         Self {
             child,
             stderr,
-            endpoint,
+            endpoint: String::new(),
         }
+    }
+
+    /// The address in its `Listening on 127.0.0.1:0 (127.0.0.1:PORT)` line.
+    fn reported_endpoint(&self) -> Option<String> {
+        let stderr = self.stderr();
+        let line = stderr.lines().find(|line| line.contains("Listening on"))?;
+        let (_, bound) = line.rsplit_once('(')?;
+        Some(bound.trim_end_matches(')').trim().to_owned())
     }
 
     fn stderr(&self) -> String {
@@ -91,9 +99,13 @@ impl ApiService {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("api-service exited with {status}:\n{}", self.stderr());
             }
-            if get_info(&self.endpoint, Duration::from_millis(500))
-                .await
-                .is_ok()
+            if self.endpoint.is_empty() {
+                self.endpoint = self.reported_endpoint().unwrap_or_default();
+            }
+            if !self.endpoint.is_empty()
+                && get_info(&self.endpoint, Duration::from_millis(500))
+                    .await
+                    .is_ok()
             {
                 return;
             }
@@ -346,7 +358,7 @@ async fn api_service_refuses_to_start_on_a_stage1_conflict() {
 
 #[tokio::test]
 async fn get_info_against_a_closed_port_fails_fast_and_says_why() {
-    let endpoint = format!("127.0.0.1:{}", free_port());
+    let endpoint = format!("127.0.0.1:{}", closed_port());
     let timeout = Duration::from_secs(10);
     let started = Instant::now();
     let error = get_info(&endpoint, timeout).await.unwrap_err();
