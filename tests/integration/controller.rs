@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::support::{
     cluster::{cluster, serial},
     controller::{
-        ControllerProcess, NAMESPACE, SIMULATED_POOL, SimulatedAgents, UnavailableSampler,
+        ControllerProcess, NAMESPACE, SIMULATED_POOL, SimulatedAgents, UnavailableWatch,
         apply_config, condition, config, converged, create_nodes, ensure_namespace,
         forget_previous_replicas, reset, states,
     },
@@ -49,20 +49,20 @@ async fn a_change_reaches_every_node_in_waves_of_max_unavailable() {
     let controller = ControllerProcess::start(cluster(), "waves").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(400));
 
-    let sampler = UnavailableSampler::start(client.clone());
+    let unavailable = UnavailableWatch::start(client.clone()).await;
     apply_config(&client, bridge("waves").max_unavailable(3)).await;
     let first = converged(&client, "waves", nodes.len()).await;
-    let most = sampler.most().await;
+    let most = unavailable.most();
     assert!(
         most <= 3,
         "{most} nodes were unavailable at once with maxUnavailable 3"
     );
     assert_eq!(most, 3, "the rollout should use its whole budget");
 
-    let sampler = UnavailableSampler::start(client.clone());
+    let unavailable = UnavailableWatch::start(client.clone()).await;
     apply_config(&client, bridge("waves").mtu(1400).max_unavailable("20%")).await;
     let second = converged(&client, "waves", nodes.len()).await;
-    let most = sampler.most().await;
+    let most = unavailable.most();
     assert_ne!(first, second, "a changed mtu is a new rendering");
     assert!(
         most <= 2,

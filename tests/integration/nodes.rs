@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     cluster::{cluster, serial},
-    controller::{UnavailableSampler, apply_config, condition, config, converged, states},
+    controller::{UnavailableWatch, apply_config, condition, config, converged, states},
     eventually,
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
     scenario::{NET_FILE, REACTION, STAGE1_FILE, bridge_example, main_pid, node_conditions, setup},
@@ -133,13 +133,13 @@ async fn a_new_subnet_rolls_over_one_node_at_a_time_and_each_file_changes_whole(
             })
         })
         .collect();
-    let sampler = UnavailableSampler::start(client.clone());
+    let unavailable = UnavailableWatch::start(client.clone()).await;
     let changed = bridge_example()
         .set("/spec/network/contained/bridge/subnet", "10.23.0.0/16")
         .set("/spec/network/contained/bridge/gateway", "10.23.0.1");
     apply_config(&client, changed).await;
     converged(&client, "bridge", POOL.len()).await;
-    let most = sampler.most().await;
+    let most = unavailable.most();
     for node in *POOL {
         node_ok(node, "touch /run/e2e-stop");
     }

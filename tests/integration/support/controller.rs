@@ -9,15 +9,20 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
+use futures::StreamExt;
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, Event, watcher},
+    },
 };
 use rktnetes_e2e::node_objects::{self, Origin};
 use rktnetes_operator::{
@@ -512,39 +517,68 @@ pub async fn converged(client: &Client, name: &str, nodes: usize) -> String {
     .await
 }
 
-/// Samples the states throughout a rollout and keeps the most nodes ever unavailable at once.
-pub struct UnavailableSampler {
+/// The most nodes that were unavailable (updating or degraded) at once, over every transition of the RktNodeStates:
+/// a watch sees each change in the order the API server made them, so the count after each event is the cluster's
+/// count at that moment, and no breach is too short to be seen. (A relist after a broken watch sees its snapshot
+/// only; the watch is not expected to break in these tests.)
+pub struct UnavailableWatch {
     most: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl UnavailableSampler {
-    pub fn start(client: Client) -> Self {
+impl UnavailableWatch {
+    /// Starts watching; returns once the watch holds its first full list, so every later change is seen.
+    pub async fn start(client: Client) -> Self {
         let most = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (listed, first_list) = tokio::sync::oneshot::channel();
         let task = tokio::spawn({
-            let (most, stop) = (most.clone(), stop.clone());
+            let most = most.clone();
             async move {
-                while !stop.load(Ordering::Relaxed) {
-                    // One list is one consistent snapshot of every state.
-                    let unavailable = states(&client)
-                        .await
+                let unavailable = |states: &BTreeMap<String, RktNodeState>| {
+                    states
                         .values()
                         .map(progress_of)
                         .filter(|node| node.is_updating() || node.is_degraded())
-                        .count();
-                    most.fetch_max(unavailable, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(25)).await;
+                        .count()
+                };
+                let mut listed = Some(listed);
+                let mut states = BTreeMap::new();
+                let mut listing = BTreeMap::new();
+                let watch = watcher(Api::<RktNodeState>::all(client), watcher::Config::default())
+                    .default_backoff();
+                let mut watch = std::pin::pin!(watch);
+                while let Some(event) = watch.next().await {
+                    match event {
+                        Ok(Event::Init) => listing.clear(),
+                        Ok(Event::InitApply(state)) => {
+                            listing.insert(state.name_any(), state);
+                        }
+                        Ok(Event::InitDone) => {
+                            states = std::mem::take(&mut listing);
+                            if let Some(listed) = listed.take() {
+                                let _ = listed.send(());
+                            }
+                        }
+                        Ok(Event::Apply(state)) => {
+                            states.insert(state.name_any(), state);
+                        }
+                        Ok(Event::Delete(state)) => {
+                            states.remove(&state.name_any());
+                        }
+                        Err(_) => continue,
+                    }
+                    most.fetch_max(unavailable(&states), Ordering::Relaxed);
                 }
             }
         });
-        Self { most, stop, task }
+        first_list
+            .await
+            .expect("the RktNodeState watch lists them once");
+        Self { most, task }
     }
 
-    pub async fn most(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
+    pub fn most(self) -> usize {
+        self.task.abort();
         self.most.load(Ordering::Relaxed)
     }
 }
