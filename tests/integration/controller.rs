@@ -92,7 +92,7 @@ async fn a_change_reaches_every_node_in_waves_of_max_unavailable() {
 async fn a_degraded_node_halts_the_rollout_until_the_config_changes() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(5).await;
-    let _controller = ControllerProcess::start(cluster(), "degraded").await;
+    let controller = ControllerProcess::start(cluster(), "degraded").await;
     let agents = SimulatedAgents::start(client.clone(), Duration::from_millis(200));
     apply_config(&client, bridge("halt")).await;
     let first = converged(&client, "halt", nodes.len()).await;
@@ -112,7 +112,7 @@ async fn a_degraded_node_halts_the_rollout_until_the_config_changes() {
         "{message}"
     );
     assert_eq!(condition(&halted, "Progressing").1, "Halted");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    controller.two_more_passes().await;
     let states = states(&client).await;
     let target = halted
         .status
@@ -146,7 +146,7 @@ async fn a_degraded_node_halts_the_rollout_until_the_config_changes() {
 async fn pausing_halts_the_rollout() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(3).await;
-    let _controller = ControllerProcess::start(cluster(), "paused").await;
+    let controller = ControllerProcess::start(cluster(), "paused").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
     apply_config(&client, bridge("paused")).await;
     let first = converged(&client, "paused", nodes.len()).await;
@@ -156,7 +156,7 @@ async fn pausing_halts_the_rollout() {
         (condition(&config(&client, "paused").await, "Progressing").1 == "Paused").then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    controller.two_more_passes().await;
     assert!(
         states(&client)
             .await
@@ -173,7 +173,7 @@ async fn pausing_halts_the_rollout() {
 async fn a_tie_reports_conflict_on_both_configs_and_touches_no_node() {
     let _serial = serial().lock().await;
     let (client, nodes) = setup(2).await;
-    let _controller = ControllerProcess::start(cluster(), "tie").await;
+    let controller = ControllerProcess::start(cluster(), "tie").await;
     let _agents = SimulatedAgents::start(client.clone(), Duration::from_millis(100));
     apply_config(&client, bridge("first")).await;
     converged(&client, "first", nodes.len()).await;
@@ -197,7 +197,7 @@ async fn a_tie_reports_conflict_on_both_configs_and_touches_no_node() {
             "{message}"
         );
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    controller.two_more_passes().await;
     let after: BTreeMap<String, Option<String>> = states(&client)
         .await
         .into_iter()
@@ -238,7 +238,7 @@ async fn reapplying_an_unchanged_config_writes_nothing() {
     apply_config(&client, bridge("steady").max_unavailable(2)).await;
     converged(&client, "steady", nodes.len()).await;
     // Let the last status write land before counting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    controller.two_more_passes().await;
 
     let versions = |client: Client| async move {
         let mut versions: BTreeMap<String, Option<String>> = states(&client)
@@ -263,7 +263,7 @@ async fn reapplying_an_unchanged_config_writes_nothing() {
     let before = versions(client.clone()).await;
     let writes_before = controller.writes();
     apply_config(&client, bridge("steady").max_unavailable(2)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    controller.two_more_passes().await;
     assert_eq!(
         versions(client.clone()).await,
         before,

@@ -66,8 +66,10 @@ impl ControllerProcess {
             NAMESPACE,
             "--lease-duration",
             "6",
+            // A pass every 2 s even when nothing changes, so that "nothing changed" is checked after passes
+            // (`two_more_passes`), not after a fixed wait.
             "--resync-seconds",
-            "30",
+            "2",
         ]
         .map(str::to_owned)
         .into_iter()
@@ -170,6 +172,31 @@ impl ControllerProcess {
             .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The reconcile passes this replica made.
+    pub fn passes(&self) -> f64 {
+        self.metric("rktnetes_controller_reconciles_total")
+    }
+
+    /// Waits until this replica has made two more passes than now, so that whatever a change before this call
+    /// leads to has been decided and written (the pass under way may have started before it; the next has not).
+    /// What is unchanged after that is what the controller chose not to change: no fixed wait to hope for it.
+    pub async fn two_more_passes(&self) {
+        let from = self.passes();
+        eventually(
+            &format!("controller {} makes two more passes", self.identity),
+            Duration::from_secs(30),
+            async || {
+                let passes = self.passes();
+                if passes >= from + 2.0 {
+                    Ok(())
+                } else {
+                    Err(format!("{passes} passes, {from} before"))
+                }
+            },
+        )
+        .await;
     }
 
     /// Every API write this replica made.
