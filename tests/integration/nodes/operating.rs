@@ -94,7 +94,7 @@ async fn config_object(client: &Client) -> RktNodeConfig {
 }
 
 #[tokio::test]
-async fn an_agents_token_writes_only_its_own_nodes_status_and_deletes_nothing() {
+async fn an_agents_token_writes_only_its_own_nodes_status_and_events_and_deletes_nothing() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
     apply_config(&client, bridge_example()).await;
@@ -281,6 +281,44 @@ async fn an_agents_token_writes_only_its_own_nodes_status_and_deletes_nothing() 
         .0,
         403
     );
+
+    // Events: about its own Node, reported as itself, allowed; about another node, or as another reporter,
+    // refused by the policy.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(agent.clone(), "default");
+    let event = |about: &str, instance: &str| {
+        serde_json::from_value(json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"generateName": "rktnetes-agent-test-"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "rktnetes-agent", "reportingInstance": instance,
+            "action": "Apply", "reason": "Probe", "type": "Normal", "note": "written by the test",
+            "regarding": {"apiVersion": "v1", "kind": "Node", "name": about},
+        }))
+        .expect("an Event")
+    };
+    events
+        .create(&PostParams::default(), &event(own, own))
+        .await
+        .expect("an agent may record an Event about its own node");
+    for (what, about, instance) in [
+        ("an Event about another node", other, own),
+        ("an Event reported as another node's agent", own, other),
+    ] {
+        let (code, message) = refused(
+            what,
+            events
+                .create(&PostParams::default(), &event(about, instance))
+                .await,
+        );
+        assert_eq!(code, 403, "{what}");
+        assert!(
+            message.contains(&format!(
+                "agent of node {own} may only record Events about its own Node"
+            )),
+            "{what}: {message}"
+        );
+    }
 }
 
 #[tokio::test]
