@@ -23,6 +23,13 @@ pub const MANAGED_DIRS: [&str; 4] = [
     KUBELET_DROP_IN_DIR,
 ];
 
+/// Where a node's rkt binary may be (`spec.rkt.path`): a file named `rkt` directly in one of these directories, or
+/// anywhere below [`RKT_INSTALL_TREE`]. The privileged agent runs `<path> version` on every selected node, so the
+/// path may not name any other program (`/bin/sh`, a file in `/tmp`).
+pub const RKT_BIN_DIRS: [&str; 4] = ["/usr/bin", "/usr/local/bin", "/opt/bin", "/opt/rkt"];
+/// Versioned rkt installations, such as `/opt/rkt/v1.30.0/rkt`.
+pub const RKT_INSTALL_TREE: &str = "/opt/rkt";
+
 /// Where the agent keeps its ledger (what it wrote, for removal and rollback) across restarts; the agent DaemonSet
 /// mounts it.
 pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";

@@ -145,9 +145,11 @@ pub struct RktServiceSpec {
     /// The systemd unit of the rkt API service.
     #[schemars(length(min = 9, max = 255))]
     pub api_service_unit: String,
-    /// The rkt binary, when not on the PATH.
+    /// The rkt binary, when not on the PATH: only where rkt is installed, as `RktNodeConfig`'s `spec.rkt.path`
+    /// (the agent runs it as root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 1024))]
+    #[x_kube(validation = super::rkt::rkt_path_rule())]
     pub path: Option<String>,
 }
 

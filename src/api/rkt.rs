@@ -1,7 +1,12 @@
 //! The rkt installation the operator expects on the node.
 
-use kube::KubeSchema;
+use kube::{
+    KubeSchema,
+    core::{Message, Rule},
+};
 use serde::{Deserialize, Serialize};
+
+use super::host_paths;
 
 /// The rkt the nodes must run, and how the operator reaches its API service.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, KubeSchema)]
@@ -31,11 +36,16 @@ pub struct RktSpec {
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9:_.@-]+\\\\.service$')")
         .message("apiServiceUnit must be a systemd service unit name such as rkt-api.service"))]
     pub api_service_unit: String,
-    /// The rkt binary (the kubelet's `--rkt-path`). Left out, `rkt` is looked up on the PATH.
+    /// The rkt binary (the kubelet's `--rkt-path`): a file named `rkt` in /usr/bin, /usr/local/bin, /opt/bin or
+    /// /opt/rkt, or below /opt/rkt (such as /opt/rkt/v1.30.0/rkt). The agent runs `<path> version` on the node as
+    /// root, so no other program may be named. Left out, `rkt` is looked up on the PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 1024))]
-    #[x_kube(validation = Rule::new("self.matches('^/[^[:space:]]*$') && !self.split('/').exists(p, p == '..')")
-        .message("path must be an absolute path without whitespace or '..'"))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^/[^[:space:]]*$') && !self.split('/').exists(p, p == '..' || p == '.')")
+            .message("path must be an absolute path without whitespace, '.' or '..'"),
+        validation = rkt_path_rule(),
+    )]
     pub path: Option<String>,
 }
 
@@ -47,4 +57,23 @@ pub fn default_api_endpoint() -> String {
 /// The conventional unit of the rkt API service (seed 003).
 pub fn default_api_service_unit() -> String {
     "rkt-api.service".to_owned()
+}
+
+/// The CEL rule that keeps `spec.rkt.path` to a file named `rkt` where rkt is installed
+/// ([`RKT_BIN_DIRS`](host_paths::RKT_BIN_DIRS), [`RKT_INSTALL_TREE`](host_paths::RKT_INSTALL_TREE)).
+pub(crate) fn rkt_path_rule() -> Rule {
+    let exact: Vec<String> = host_paths::RKT_BIN_DIRS
+        .iter()
+        .map(|dir| format!("'{dir}/rkt'"))
+        .collect();
+    let tree = host_paths::RKT_INSTALL_TREE;
+    Rule::new(format!(
+        "!self.split('/').exists(p, p == '..' || p == '.') \
+         && (self in [{}] || (self.startsWith('{tree}/') && self.endsWith('/rkt')))",
+        exact.join(", ")
+    ))
+    .message(Message::Message(format!(
+        "path must be a file named rkt in {}, or below {tree}",
+        host_paths::RKT_BIN_DIRS.join(", ")
+    )))
 }

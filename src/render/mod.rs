@@ -266,12 +266,12 @@ mod tests {
     #[test]
     fn the_rkt_service_is_the_specs_rkt() {
         let rendering = rendering(
-            "rkt: {version: 1.29.0, apiEndpoint: '[::1]:15441', apiServiceUnit: rkt-api@main.service, path: /opt/rkt}",
+            "rkt: {version: 1.29.0, apiEndpoint: '[::1]:15441', apiServiceUnit: rkt-api@main.service, path: /opt/rkt/rkt}",
         );
         assert_eq!(rendering.rkt.version, "1.29.0");
         assert_eq!(rendering.rkt.api_endpoint, "[::1]:15441");
         assert_eq!(rendering.rkt.api_service_unit, "rkt-api@main.service");
-        assert_eq!(rendering.rkt.path.as_deref(), Some("/opt/rkt"));
+        assert_eq!(rendering.rkt.path.as_deref(), Some("/opt/rkt/rkt"));
     }
 
     #[test]
