@@ -19,7 +19,8 @@ pub mod condition {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
     pub systemd_version: Option<String>,
-    pub rkt_version: Option<String>,
+    /// The version GetInfo reported, or else `rkt version`; otherwise why neither told it.
+    pub rkt_version: Result<String, String>,
     /// `Ok` when the rkt API service answered GetInfo; otherwise why not.
     pub api_service: Result<(), String>,
     /// A foreign file in net.d that defines `rkt.kubernetes.io` before ours.
@@ -144,7 +145,7 @@ pub fn conditions(
         Some(problem) => ConditionUpdate::new(
             condition::VERSION_MATCHES,
             false,
-            if observation.rkt_version.is_some() {
+            if observation.rkt_version.is_ok() {
                 "VersionMismatch"
             } else {
                 "VersionUnknown"
@@ -192,10 +193,13 @@ fn systemd_problem(observation: &Observation) -> Option<String> {
 }
 
 fn rkt_version_problem(spec: &RktNodeStateSpec, observation: &Observation) -> Option<String> {
-    let Some(observed) = observation.rkt_version.as_deref() else {
-        return Some(
-            "the rkt version could not be read (rkt API GetInfo, then `rkt version`)".to_owned(),
-        );
+    let observed = match &observation.rkt_version {
+        Ok(version) => version.as_str(),
+        Err(why) => {
+            return Some(format!(
+                "the rkt version could not be read (rkt API GetInfo, then `rkt version`): {why}"
+            ));
+        }
     };
     let parsed = semver::Version::parse(observed).ok();
     let minimum = semver::Version::parse(MIN_RKT_VERSION).ok();
@@ -259,7 +263,7 @@ mod tests {
     fn healthy() -> Observation {
         Observation {
             systemd_version: Some("252.38-1~deb12u1".into()),
-            rkt_version: Some("1.30.0".into()),
+            rkt_version: Ok("1.30.0".into()),
             api_service: Ok(()),
             shadowed_by: None,
         }
@@ -281,7 +285,7 @@ mod tests {
     #[test]
     fn an_older_rkt_is_degraded_and_named() {
         let observation = Observation {
-            rkt_version: Some("1.29.0".into()),
+            rkt_version: Ok("1.29.0".into()),
             ..healthy()
         };
         let (phase, error) = phase(&spec(), &Outcome::Applied, &observation);
@@ -296,7 +300,7 @@ mod tests {
     fn old_systemd_and_rkt_are_refused() {
         let observation = Observation {
             systemd_version: Some("218".into()),
-            rkt_version: Some("1.8.0".into()),
+            rkt_version: Ok("1.8.0".into()),
             ..healthy()
         };
         let (_, error) = phase(&spec(), &Outcome::Applied, &observation);

@@ -15,6 +15,7 @@ mod notices;
 mod own_state;
 mod reconciler;
 mod report;
+mod rkt_binary;
 mod rkt_service;
 mod step;
 mod systemd;

@@ -2,7 +2,7 @@
 //! the rkt API service and the Kubernetes API, and feeds each result back. It decides nothing: every branch on a
 //! result is `step`'s.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use super::{
     checks::{self, Observation, Outcome},
@@ -11,6 +11,7 @@ use super::{
     ledger::{Ledger, LedgerFile},
     notices,
     report::{self, Reports},
+    rkt_binary,
     rkt_service::{self, RestartError, Timeouts},
     step::{
         ApplyKnowledge, ApplyProgress, ApplyStep, CleanKnowledge, CleanProgress, CleanStep,
@@ -24,7 +25,6 @@ use crate::{
         host_paths::{self, DBUS_SOCKET, RKT_NET_DIR},
     },
     conditions::merge_conditions,
-    rkt::client::version_from_cli,
 };
 
 pub struct Reconciler {
@@ -260,13 +260,10 @@ impl Reconciler {
         let health =
             rkt_service::wait_for_get_info(&spec.rkt.api_endpoint, self.timeouts.health).await;
         let rkt_version = match &health {
-            Ok(version) => Some(version.clone()),
-            Err(_) => {
-                let rkt = self
-                    .host_programs
-                    .command(spec.rkt.path.as_deref().unwrap_or("rkt"));
-                version_from_cli(rkt, Duration::from_secs(10)).await.ok()
-            }
+            Ok(version) => Ok(version.clone()),
+            Err(_) => rkt_binary::version(&self.host_programs, spec.rkt.path.as_deref())
+                .await
+                .map_err(|error| error.to_string()),
         };
         Observation {
             systemd_version,
@@ -314,7 +311,7 @@ impl Reconciler {
         let status = RktNodeStateStatus {
             phase: Some(phase),
             applied_hash: self.ledger.applied_hash.clone(),
-            observed_rkt_version: observation.rkt_version.clone(),
+            observed_rkt_version: observation.rkt_version.clone().ok(),
             observed_systemd_version: observation.systemd_version.clone(),
             api_service_healthy: Some(observation.api_service.is_ok()),
             last_error,

@@ -30,6 +30,17 @@ pub const RKT_BIN_DIRS: [&str; 4] = ["/usr/bin", "/usr/local/bin", "/opt/bin", "
 /// Versioned rkt installations, such as `/opt/rkt/v1.30.0/rkt`.
 pub const RKT_INSTALL_TREE: &str = "/opt/rkt";
 
+/// Whether `path` is where `spec.rkt.path` may point: the CRD's rule, checked again by the agent on the node against
+/// the path with every symlink resolved, before it runs the file.
+pub fn is_rkt_binary(path: &str) -> bool {
+    let plain = path.starts_with('/') && !path.split('/').any(|part| part == "." || part == "..");
+    plain
+        && (RKT_BIN_DIRS
+            .iter()
+            .any(|dir| path.strip_prefix(dir) == Some("/rkt"))
+            || (is_below(path, RKT_INSTALL_TREE) && path.ends_with("/rkt")))
+}
+
 /// Where the agent keeps its ledger (what it wrote, for removal and rollback) across restarts; the agent DaemonSet
 /// mounts it.
 pub const AGENT_STATE_DIR: &str = "/var/lib/rktnetes";
@@ -55,6 +66,32 @@ pub fn is_managed(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_file_named_rkt_where_rkt_is_installed_is_a_rkt_binary() {
+        for allowed in [
+            "/usr/bin/rkt",
+            "/usr/local/bin/rkt",
+            "/opt/bin/rkt",
+            "/opt/rkt/rkt",
+            "/opt/rkt/v1.30.0/rkt",
+        ] {
+            assert!(is_rkt_binary(allowed), "{allowed}");
+        }
+        for refused in [
+            "/bin/sh",
+            "/usr/bin/dash",
+            "/tmp/rkt",
+            "/usr/bin/rktx",
+            "/usr/bin/sub/rkt",
+            "/opt/rkt/../../tmp/rkt",
+            "/usr/bin/./rkt",
+            "/opt/rkt",
+            "rkt",
+        ] {
+            assert!(!is_rkt_binary(refused), "{refused}");
+        }
+    }
 
     #[test]
     fn below_means_inside_the_directory() {
