@@ -58,3 +58,36 @@ fn every_invalid_case_is_refused_naming_its_field() {
         misses.join("\n")
     );
 }
+
+/// The agent checks `spec.rkt.path` again on the node (`host_paths::is_rkt_binary`, on the resolved path); it must
+/// agree with the CRD's rule, path for path.
+#[test]
+fn the_agents_rkt_path_check_agrees_with_admission() {
+    use rktnetes_operator::api::host_paths::is_rkt_binary;
+
+    use crate::support::scenario::bridge_example;
+
+    let validator = validator();
+    for path in [
+        "/usr/bin/rkt",
+        "/usr/local/bin/rkt",
+        "/opt/bin/rkt",
+        "/opt/rkt/rkt",
+        "/opt/rkt/v1.30.0/rkt",
+        "/bin/sh",
+        "/tmp/rkt",
+        "/usr/bin/rktx",
+        "/usr/bin/sub/rkt",
+        "/opt/rkt/v1.30.0/bash",
+        "/opt/rkt/../../tmp/rkt",
+        "/usr/bin/./rkt",
+        "/opt/rkt",
+    ] {
+        let config = bridge_example().set("/spec/rkt/path", path);
+        assert_eq!(
+            validator.validate(config.json()).is_ok(),
+            is_rkt_binary(path),
+            "{path}: admission and the agent disagree"
+        );
+    }
+}

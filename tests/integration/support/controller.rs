@@ -112,22 +112,7 @@ impl ControllerProcess {
             port: 0,
             log,
         };
-        controller.port = eventually(
-            &format!("controller {identity} says where it serves its probes"),
-            Duration::from_secs(60),
-            async || {
-                if let Ok(Some(status)) = controller.child.try_wait() {
-                    panic!(
-                        "controller {identity} exited ({status}):\n{}",
-                        controller.log_tail()
-                    );
-                }
-                let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
-                probe_port(&log)
-                    .ok_or_else(|| format!("the log so far:\n{}", controller.log_tail()))
-            },
-        )
-        .await;
+        // The port its probe server bound is in its log; then it answers /readyz.
         eventually(
             &format!("controller {identity} is ready"),
             Duration::from_secs(60),
@@ -137,6 +122,15 @@ impl ControllerProcess {
                         "controller {identity} exited ({status}):\n{}",
                         controller.log_tail()
                     );
+                }
+                if controller.port == 0 {
+                    let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
+                    controller.port = probe_port(&log).ok_or_else(|| {
+                        format!(
+                            "no probe address logged yet; the log so far:\n{}",
+                            controller.log_tail()
+                        )
+                    })?;
                 }
                 match controller.get("/readyz") {
                     Some((200, _)) => Ok(()),
