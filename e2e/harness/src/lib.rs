@@ -8,6 +8,7 @@ pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;
 pub mod service_accounts;
+pub mod settings;
 
 use std::collections::BTreeMap;
 

@@ -57,19 +57,9 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let path = cli.kubeconfig.context(
-        "no kubeconfig: set KUBECONFIG (KUBECONFIG=$(e2e/cluster.sh up)) or pass --kubeconfig",
-    )?;
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?,
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .with_context(|| format!("loading {}", path.display()))?;
-    let client = Client::try_from(config).context("making a Kubernetes client")?;
-    let endpoint = ClusterEndpoint::of(&path)?;
     match cli.command {
         Command::Join { labels, agent } => {
+            let (client, endpoint) = admin(cli.kubeconfig).await?;
             let machines = Machines::of_checkout(&repo_root());
             let labels: BTreeMap<String, String> = labels.into_iter().collect();
             let names = join(&client, &endpoint, &machines, &labels, &agent).await?;
@@ -82,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             out,
         } => {
+            let (client, endpoint) = admin(cli.kubeconfig).await?;
             let token = token(&client, &service_account, None, seconds).await?;
             kubeconfig::write(
                 &out,
@@ -90,6 +81,22 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A client of the admin kubeconfig, and where it reaches the API server.
+async fn admin(path: Option<PathBuf>) -> anyhow::Result<(Client, ClusterEndpoint)> {
+    let path = path.context(
+        "no kubeconfig: set KUBECONFIG (KUBECONFIG=$(e2e/cluster.sh up)) or pass --kubeconfig",
+    )?;
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?,
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("loading {}", path.display()))?;
+    let client = Client::try_from(config).context("making a Kubernetes client")?;
+    let endpoint = ClusterEndpoint::of(&path)?;
+    Ok((client, endpoint))
 }
 
 /// The checkout this harness was built in.
