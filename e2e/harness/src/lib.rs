@@ -7,6 +7,7 @@
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;
+pub mod processes;
 pub mod service_accounts;
 pub mod settings;
 
