@@ -21,11 +21,5 @@ NODE_NETWORK=${RKTNETES_NODE_NETWORK:-10.213.0.0/24}
 NODE_HOST_IP=${NODE_NETWORK%.*}.1
 NODES_DIR="$RKTNETES_CACHE/nodes"
 
-# kube-apiserver (e2e/cluster.sh) listens on every address, so the nodes reach it at NODE_HOST_IP, and its
-# certificate names that address. Clients on this machine still use 127.0.0.1: that is what cluster.sh writes
-# into the admin kubeconfig for a wildcard bind. TLS client certificates or tokens and RBAC guard every port.
-RKTNETES_APISERVER_BIND=${RKTNETES_APISERVER_BIND:-0.0.0.0}
-RKTNETES_APISERVER_EXTRA_SANS=${RKTNETES_APISERVER_EXTRA_SANS:-$NODE_HOST_IP}
-
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -4,6 +4,7 @@
 use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path};
 
 use anyhow::{Context, anyhow};
+use base64::{Engine, prelude::BASE64_STANDARD};
 use kube::config::Kubeconfig;
 use serde_json::json;
 
@@ -49,6 +50,14 @@ impl ClusterEndpoint {
         })
     }
 
+    /// An API server at `server` whose certificate `ca_pem` signed.
+    pub fn with_ca_pem(server: &str, ca_pem: &str) -> Self {
+        Self {
+            server: server.to_owned(),
+            ca_data: BASE64_STANDARD.encode(ca_pem),
+        }
+    }
+
     /// The same API server, reached at `host` (the server's certificate must name it) on the same port.
     pub fn at_host(&self, host: &str) -> anyhow::Result<Self> {
         let port = self
@@ -66,6 +75,27 @@ impl ClusterEndpoint {
 
 /// A kubeconfig for `endpoint` that authenticates as `user` with `token`.
 pub fn for_token(endpoint: &ClusterEndpoint, user: &str, token: &str) -> String {
+    with_user(endpoint, user, json!({"token": token}))
+}
+
+/// A kubeconfig for `endpoint` that authenticates as `user` with a client certificate and its key (PEM).
+pub fn for_client_certificate(
+    endpoint: &ClusterEndpoint,
+    user: &str,
+    certificate: &str,
+    key: &str,
+) -> String {
+    with_user(
+        endpoint,
+        user,
+        json!({
+            "client-certificate-data": BASE64_STANDARD.encode(certificate),
+            "client-key-data": BASE64_STANDARD.encode(key),
+        }),
+    )
+}
+
+fn with_user(endpoint: &ClusterEndpoint, user: &str, credentials: serde_json::Value) -> String {
     json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -73,7 +103,7 @@ pub fn for_token(endpoint: &ClusterEndpoint, user: &str, token: &str) -> String 
             "server": endpoint.server,
             "certificate-authority-data": endpoint.ca_data,
         }}],
-        "users": [{"name": user, "user": {"token": token}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": "rktnetes", "context": {"cluster": "rktnetes", "user": user}}],
         "current-context": "rktnetes",
     })

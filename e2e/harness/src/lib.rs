@@ -4,6 +4,7 @@
 //! roots, overlays, systemd-nspawn, the bridge) are shell plumbing in `e2e/nodes.sh`, reached through
 //! [`machines::Machines`].
 
+pub mod control_plane;
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;
@@ -76,4 +77,18 @@ pub async fn start_agents(
         machines.exec(name, &["systemctl", "restart", "rktnetes-agent.service"])?;
     }
     Ok(())
+}
+
+/// A progress line on stderr, `[HH:MM:SS] message` (UTC), as the shell scripts print theirs.
+pub fn log(message: impl std::fmt::Display) {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+        % 86_400;
+    eprintln!(
+        "[{:02}:{:02}:{:02}] {message}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
 }

@@ -1,16 +1,19 @@
 //! `rktnetes-e2e`: the harness's Kubernetes work for the demo and for people at a shell, through the same code the
 //! tests use. It talks to the cluster of `$KUBECONFIG` (the admin kubeconfig of `e2e/cluster.sh up`).
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 use rktnetes_e2e::{
+    control_plane::ControlPlane,
     join,
     kubeconfig::{self, ClusterEndpoint},
+    log,
     machines::Machines,
     service_accounts::{ServiceAccountRef, token},
+    settings::Settings,
 };
 
 #[derive(Parser)]
@@ -25,6 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The local control plane: etcd, kube-apiserver and kube-controller-manager as processes on this machine
+    /// (settings: see the module `control_plane`).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Registers every running test machine (e2e/nodes.sh) as a Node object and starts its agent with a token of
     /// the agent's ServiceAccount bound to that Node. Prints the node names.
     Join {
@@ -47,6 +56,60 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Starts it (or does nothing when it is already healthy); prints the admin kubeconfig's path on stdout.
+    Up,
+    /// Stops it and deletes its state; harmless when it is not running.
+    Down,
+    /// Prints "up" (exit 0) or "down" (exit 1).
+    Status,
+    /// Prints the admin kubeconfig's path (fails when it is not up).
+    Kubeconfig,
+    /// Prints `export KUBECONFIG=...; export PATH=...` for `eval`.
+    Env,
+}
+
+/// `rktnetes-e2e cluster ACTION`.
+fn cluster(action: ClusterAction) -> anyhow::Result<ExitCode> {
+    let plane = ControlPlane::from_env(&Settings::from_env()?)?;
+    let require_up = || {
+        anyhow::ensure!(
+            plane.healthy(),
+            "the cluster is not up; run: e2e/cluster.sh up"
+        );
+        Ok(())
+    };
+    match action {
+        ClusterAction::Up => println!("{}", plane.up()?.display()),
+        ClusterAction::Down => plane.down()?,
+        ClusterAction::Status => {
+            if plane.healthy() {
+                println!("up");
+            } else {
+                let partial = plane.partly_running();
+                if !partial.is_empty() {
+                    log(format!(
+                        "partly running: {} (`up` restarts it, `down` stops it)",
+                        partial.join(" ")
+                    ));
+                }
+                println!("down");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ClusterAction::Kubeconfig => {
+            require_up()?;
+            println!("{}", plane.admin_kubeconfig().display());
+        }
+        ClusterAction::Env => {
+            require_up()?;
+            println!("{}", plane.env());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -55,9 +118,17 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    // An error is a message for the person at the shell, with its causes, not a backtrace.
+    run(Cli::parse()).await.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Cluster { action } => return cluster(action),
         Command::Join { labels, agent } => {
             let (client, endpoint) = admin(cli.kubeconfig).await?;
             let machines = Machines::of_checkout(&repo_root());
@@ -80,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
             )?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A client of the admin kubeconfig, and where it reaches the API server.

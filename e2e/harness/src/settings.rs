@@ -33,8 +33,8 @@ impl Settings {
             .canonicalize()
             .with_context(|| format!("the checkout {}", repo.display()))?;
         let path = repo.join("e2e/versions.env");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let versions = parse_env_file(&text).with_context(|| format!("in {}", path.display()))?;
         let cache = match (env::var_os("RKTNETES_CACHE"), env::var_os("XDG_CACHE_HOME")) {
             (Some(cache), _) if !cache.is_empty() => PathBuf::from(cache),
@@ -153,7 +153,12 @@ mod tests {
     #[test]
     fn the_checkouts_versions_are_readable() {
         let settings = Settings::from_env().expect("settings");
-        assert!(settings.version("KUBERNETES_VERSION").expect("pinned").starts_with('v'));
+        assert!(
+            settings
+                .version("KUBERNETES_VERSION")
+                .expect("pinned")
+                .starts_with('v')
+        );
         assert!(settings.tools_bin().expect("path").ends_with("bin"));
     }
 }

@@ -1,5 +1,6 @@
-//! The local control plane of `e2e/cluster.sh` (a real kube-apiserver, etcd and kube-controller-manager), started
-//! once per test run or reused when already up, with this project's CRDs installed.
+//! The local control plane of the harness (`rktnetes_e2e::control_plane`, which `e2e/cluster.sh` runs too: a real
+//! kube-apiserver, etcd and kube-controller-manager), started once per test run or reused when already up, with
+//! this project's CRDs installed.
 //!
 //! There is no skipping: when the control plane cannot start, the test fails and says why.
 
@@ -14,7 +15,9 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use super::{kind_profile, repo_path, repo_root};
+use rktnetes_e2e::{control_plane::ControlPlane, settings::Settings};
+
+use super::{kind_profile, repo_root};
 
 /// A running control plane.
 pub struct TestCluster {
@@ -38,14 +41,15 @@ pub fn cluster() -> &'static TestCluster {
         if kind_profile() {
             return kind_cluster();
         }
-        let up = run(Command::new(repo_path("e2e/cluster.sh")).arg("up"));
-        let kubeconfig = last_line(&up, "e2e/cluster.sh up");
-        let tools = run(Command::new("bash")
-            .arg("-c")
-            .arg(". e2e/lib/common.sh && echo \"$TOOLS_BIN\""));
+        let plane = Settings::of_checkout(repo_root())
+            .and_then(|settings| ControlPlane::from_env(&settings))
+            .unwrap_or_else(|error| panic!("the control plane's settings: {error:#}"));
+        let kubeconfig = plane
+            .up()
+            .unwrap_or_else(|error| panic!("the control plane did not come up: {error:#}"));
         let cluster = TestCluster {
-            kubeconfig: PathBuf::from(kubeconfig),
-            tools_bin: PathBuf::from(last_line(&tools, "e2e/lib/common.sh")),
+            kubeconfig,
+            tools_bin: plane.tools_bin().to_owned(),
         };
         cluster.install_crds();
         cluster
@@ -133,14 +137,4 @@ pub fn run(command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-fn last_line(output: &Output, what: &str) -> String {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .unwrap_or_else(|| panic!("{what} printed nothing on stdout"))
-        .to_owned()
 }
