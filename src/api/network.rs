@@ -114,16 +114,44 @@ pub struct ContainedNetwork {
     pub custom: Option<CustomNetwork>,
 }
 
+/// Linux's rule for a link name beyond what the pattern `^[A-Za-z0-9_.-]+$` and 15 bytes say (`dev_valid_name`).
+const INTERFACE_NAME_NOT_DOTS: &str = "self != '.' && self != '..'";
+const INTERFACE_NAME_DOTS_MESSAGE: &str =
+    "an interface name cannot be '.' or '..' (Linux refuses them)";
+
+/// The gateway is neither the subnet's network address nor, for IPv4, its broadcast address. The network address
+/// is the subnet's own address (the subnet is masked, another rule says), as a /32 or /128 that holds the gateway.
+/// The broadcast address has every host bit set, and bit k of an address is set when its /k block does not hold
+/// the first address of its /(k - 1) block; each `'k/k-1'` below names the two prefix lengths. The API server's
+/// cost estimate cannot bound address equality, `string(k)` or nested list literals, so the rule has none of them.
+/// Only evaluated when the subnet and gateway parse and the gateway lies inside the subnet (other rules say so).
+const GATEWAY_IS_A_HOST_ADDRESS: &str = "!has(self.gateway) || !isCIDR(self.subnet) || !isIP(self.gateway) \
+    || !cidr(self.subnet).containsIP(self.gateway) \
+    || (!cidr(self.subnet.split('/')[0] + (ip(self.gateway).family() == 4 ? '/32' : '/128')).containsIP(self.gateway) \
+        && !(ip(self.gateway).family() == 4 \
+            && ['1/0', '2/1', '3/2', '4/3', '5/4', '6/5', '7/6', '8/7', '9/8', '10/9', '11/10', '12/11', '13/12', \
+                '14/13', '15/14', '16/15', '17/16', '18/17', '19/18', '20/19', '21/20', '22/21', '23/22', '24/23', \
+                '25/24', '26/25', '27/26', '28/27', '29/28', '30/29', '31/30', '32/31'] \
+                .all(k, int(k.split('/')[0]) <= cidr(self.subnet).prefixLength() \
+                    || !cidr(self.gateway + '/' + k.split('/')[0]).masked() \
+                        .containsIP(cidr(self.gateway + '/' + k.split('/')[1]).masked().ip()))))";
+
 /// The `bridge` CNI plugin with `host-local` address management, as in the rkt guide's example.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
     "!has(self.gateway) || !isCIDR(self.subnet) || !isIP(self.gateway) || cidr(self.subnet).containsIP(self.gateway)"
 ).message("gateway must lie inside subnet").field_path(".gateway"))]
+#[x_kube(validation = Rule::new(GATEWAY_IS_A_HOST_ADDRESS)
+    .message("gateway must be a host address of subnet, not its network or broadcast address")
+    .field_path(".gateway"))]
 pub struct BridgeNetwork {
-    /// The name of the bridge device on the node. At most 15 characters (a Linux interface name).
+    /// The name of the bridge device on the node. Consumer: the `bridge` plugin creates a Linux link of this name,
+    /// and Linux refuses one longer than 15 bytes, `.`, `..`, or one with `/`, `:` or whitespace; this allows
+    /// letters, digits, `_`, `.` and `-`.
     #[serde(default = "BridgeNetwork::default_name")]
     #[schemars(length(min = 1, max = 15), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    #[x_kube(validation = Rule::new(INTERFACE_NAME_NOT_DOTS).message(INTERFACE_NAME_DOTS_MESSAGE))]
     pub name: String,
     /// The MTU of the bridge and the pods' interfaces, from 576 to 9216.
     #[serde(default = "BridgeNetwork::default_mtu")]
@@ -135,13 +163,20 @@ pub struct BridgeNetwork {
     /// Masquerade traffic from the pods that leaves the subnet.
     #[serde(default = "enabled")]
     pub ip_masq: bool,
-    /// The subnet that pods get addresses from (host-local IPAM), as a network address in CIDR notation.
+    /// The subnet that pods get addresses from, as a network address in CIDR notation. Consumer: `host-local`
+    /// address management, which hands out the subnet's host addresses and refuses a subnet without at least two
+    /// (an IPv4 prefix longer than /30, an IPv6 one longer than /126).
     #[serde(default = "BridgeNetwork::default_subnet")]
     #[schemars(length(max = 43))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self) == cidr(self).masked()")
         .message("subnet must be a network address in CIDR notation, such as 10.22.0.0/16"))]
+    #[x_kube(validation = Rule::new(
+        "!isCIDR(self) || cidr(self).prefixLength() <= (cidr(self).ip().family() == 4 ? 30 : 126)"
+    ).message("subnet has too few addresses for host-local: at most /30 for IPv4, /126 for IPv6"))]
     pub subnet: String,
-    /// The gateway address inside the subnet. Left out, the plugin uses the subnet's first address.
+    /// The gateway address inside the subnet. Left out, the plugin uses the subnet's first address. Consumer:
+    /// `host-local` gives it to the bridge and never to a pod, so it must be one of the subnet's host addresses:
+    /// not its network address, nor (IPv4) its broadcast address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 39))]
     #[x_kube(validation = Rule::new("isIP(self)").message("gateway must be an IP address, such as 10.22.0.1"))]
@@ -235,9 +270,14 @@ pub struct FlannelNetwork {
 pub struct FlannelDelegate {
     /// Make the flannel bridge the pods' default gateway (the rkt guide's example sets it).
     pub is_default_gateway: bool,
-    /// The name of the bridge device. Left out, the plugin's default (`cni0`).
+    /// The name of the bridge device. Left out, the plugin's default (`cni0`). Consumer: the `bridge` plugin that
+    /// flannel delegates to creates a Linux link of this name (the rules of `bridge.name`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    #[schemars(
+        length(min = 1, max = 15),
+        regex(pattern = r"^[A-Za-z0-9_.-]+$"),
+        extend("x-kubernetes-validations" = [{"rule": INTERFACE_NAME_NOT_DOTS, "message": INTERFACE_NAME_DOTS_MESSAGE}])
+    )]
     pub bridge: Option<String>,
 }
 

@@ -1,5 +1,6 @@
 //! Hand-written schema fragments for the places where a derived schema cannot say enough: raw CNI configs, whose
-//! unknown fields must be kept while the fields rkt acts on (`type`, `name`) are still checked.
+//! unknown fields must be kept while the fields rkt and the plugins act on (`type` at every level a plugin is run
+//! from, `name`) are still checked.
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 
@@ -12,6 +13,40 @@ const PLAIN_PLUGIN_TYPE_RULE: &str = "!self.contains('/') && !self.contains('..'
 const PLAIN_PLUGIN_TYPE_MESSAGE: &str = "type must be a plain CNI plugin name (no '/' and no '..'): rkt runs the binary \
      it names from /etc/rkt/net.d and its stage1's plugin directory without sanitising it";
 
+/// The most CNI plugins a config may chain in `plugins` (the conflist form).
+const MAX_CHAINED_PLUGINS: u32 = 16;
+
+/// A plugin's `type`: the file name of the binary that rkt (for the top level) and the plugins themselves (for a
+/// nested `ipam` or `delegate`, through CNI's `FindInPath`) join to their plugin directories unsanitised.
+fn plugin_type() -> serde_json::Value {
+    serde_json::json!({
+        "type": "string",
+        "description": "The CNI plugin to run, by its binary's file name (for example `bridge`, `ptp`, `host-local`).",
+        "minLength": 1,
+        "maxLength": 64,
+        "x-kubernetes-validations": [
+            { "rule": PLAIN_PLUGIN_TYPE_RULE, "message": PLAIN_PLUGIN_TYPE_MESSAGE }
+        ]
+    })
+}
+
+/// A plugin config nested in another (`ipam`, `delegate`): unknown fields kept, its `type` a plain name.
+/// `depth` more levels of nesting are checked the same way.
+fn nested_plugin(depth: u32) -> serde_json::Value {
+    let mut properties = serde_json::json!({ "type": plugin_type() });
+    if depth > 0 {
+        properties["ipam"] = nested_plugin(depth - 1);
+        properties["delegate"] = nested_plugin(depth - 1);
+    }
+    serde_json::json!({
+        "type": "object",
+        "description": "A plugin config that this plugin runs in turn (by its `type`, a plain plugin name).",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "maxProperties": MAX_CNI_CONFIG_PROPERTIES,
+        "properties": properties
+    })
+}
+
 fn cni_config(name_rules: serde_json::Value, description: &str) -> Schema {
     json_schema!({
         "type": "object",
@@ -20,14 +55,16 @@ fn cni_config(name_rules: serde_json::Value, description: &str) -> Schema {
         "maxProperties": MAX_CNI_CONFIG_PROPERTIES,
         "required": ["type"],
         "properties": {
-            "type": {
-                "type": "string",
-                "description": "The CNI plugin to run, by its binary's file name (for example `bridge`, `ptp`, `macvlan`).",
-                "minLength": 1,
-                "maxLength": 64,
-                "x-kubernetes-validations": [
-                    { "rule": PLAIN_PLUGIN_TYPE_RULE, "message": PLAIN_PLUGIN_TYPE_MESSAGE }
-                ]
+            "type": plugin_type(),
+            // Plugins run the plugin configs nested in theirs: bridge, ptp, macvlan ... their `ipam`; flannel its
+            // `delegate` (and that one its `ipam`). A conflist's `plugins` would be run the same way.
+            "ipam": nested_plugin(0),
+            "delegate": nested_plugin(1),
+            "plugins": {
+                "type": "array",
+                "description": "Chained plugins (the conflist form), each run by its `type`.",
+                "maxItems": MAX_CHAINED_PLUGINS,
+                "items": nested_plugin(2)
             },
             "name": name_rules,
             "cniVersion": {

@@ -9,12 +9,13 @@ use kube::{
     core::ApiResource,
 };
 use rktnetes_operator::api::RktNodeConfig;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{
     cluster::cluster,
     corpus::{examples, invalid_cases},
     eventually,
+    scenario::bridge_example,
 };
 
 const FIELD_MANAGER: &str = "rktnetes-tests";
@@ -42,6 +43,43 @@ async fn examples_are_admitted() {
     for example in examples() {
         if let Err(error) = dry_run_apply(&api, &example.object).await {
             panic!("the apiserver refused {}: {error}", example.file);
+        }
+    }
+}
+
+/// Values at the edge of each consumer's rule, which both the apiserver and `render`'s validator must admit: the
+/// rules refuse what the consumer refuses, not more.
+pub fn edge_cases() -> Vec<(&'static str, Value)> {
+    let bridge = |bridge: Value| bridge_example().set("/spec/network/contained/bridge", bridge);
+    let selector = |selector: Value| bridge_example().set("/spec/nodeSelector", selector);
+    let custom = |config: Value| {
+        bridge_example().set(
+            "/spec/network/contained",
+            json!({"plugin": "Custom", "custom": {"config": config}}),
+        )
+    };
+    vec![
+        ("an IPv4 /30 with its first host as gateway", bridge(json!({"subnet": "10.22.0.0/30", "gateway": "10.22.0.1"}))),
+        ("an IPv4 /30 with its last host as gateway", bridge(json!({"subnet": "10.22.0.0/30", "gateway": "10.22.0.2"}))),
+        ("the host below a /26's broadcast", bridge(json!({"subnet": "192.168.7.128/26", "gateway": "192.168.7.190"}))),
+        ("an IPv6 /126", bridge(json!({"subnet": "fd00::/126", "gateway": "fd00::3", "routes": [{"dst": "::/0"}]}))),
+        ("a bridge named a.b", bridge(json!({"name": "a.b"}))),
+        ("a prefixed label key and an empty value", selector(json!({"matchLabels": {"node.example.com/pool": ""}}))),
+        ("a 63-character label name", selector(json!({"matchExpressions": [{"key": "a".repeat(63), "operator": "Exists"}]}))),
+        ("nested plain plugin types", custom(json!({"type": "flannel", "delegate": {"type": "bridge", "ipam": {"type": "host-local"}}}))),
+        ("chained plain plugin types", custom(json!({"type": "bridge", "plugins": [{"type": "bridge", "ipam": {"type": "host-local"}}, {"type": "portmap"}]}))),
+    ]
+    .into_iter()
+    .map(|(why, config)| (why, config.json().clone()))
+    .collect()
+}
+
+#[tokio::test]
+async fn values_at_the_edge_of_each_rule_are_admitted() {
+    let api = configs(cluster().client().await);
+    for (why, object) in edge_cases() {
+        if let Err(error) = dry_run_apply(&api, &object).await {
+            panic!("the apiserver refused {why}: {error}");
         }
     }
 }

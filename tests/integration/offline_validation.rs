@@ -22,6 +22,16 @@ fn examples_are_valid() {
 }
 
 #[test]
+fn values_at_the_edge_of_each_rule_are_valid() {
+    let validator = validator();
+    for (why, object) in crate::admission::edge_cases() {
+        if let Err(errors) = validator.validate(&object) {
+            panic!("{why} is refused: {errors}");
+        }
+    }
+}
+
+#[test]
 fn every_invalid_case_is_refused_naming_its_field() {
     let validator = validator();
     let cases = invalid_cases();
