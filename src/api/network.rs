@@ -114,6 +114,11 @@ pub struct ContainedNetwork {
     pub custom: Option<CustomNetwork>,
 }
 
+/// An IPv4 octet with a leading zero (`010.22.0.0/16`): the API server's CIDR parser refuses it and others read it
+/// as octal; said here as well, so that `render`'s validator (whose CIDR parser accepts it) refuses it too.
+const NO_IPV4_LEADING_ZEROS: &str = "self.contains(':') || !self.matches('(^|[.])0[0-9]')";
+const IPV4_LEADING_ZEROS_MESSAGE: &str = "an IPv4 address may not have octets with leading zeros";
+
 /// Linux's rule for a link name beyond what the pattern `^[A-Za-z0-9_.-]+$` and 15 bytes say (`dev_valid_name`).
 const INTERFACE_NAME_NOT_DOTS: &str = "self != '.' && self != '..'";
 const INTERFACE_NAME_DOTS_MESSAGE: &str =
@@ -168,6 +173,7 @@ pub struct BridgeNetwork {
     /// (an IPv4 prefix longer than /30, an IPv6 one longer than /126).
     #[serde(default = "BridgeNetwork::default_subnet")]
     #[schemars(length(max = 43))]
+    #[x_kube(validation = Rule::new(NO_IPV4_LEADING_ZEROS).message(IPV4_LEADING_ZEROS_MESSAGE))]
     #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self) == cidr(self).masked()")
         .message("subnet must be a network address in CIDR notation, such as 10.22.0.0/16"))]
     #[x_kube(validation = Rule::new(
@@ -230,6 +236,7 @@ fn enabled() -> bool {
 pub struct Route {
     /// The destination, in CIDR notation (`0.0.0.0/0` is the default route).
     #[schemars(length(max = 43))]
+    #[x_kube(validation = Rule::new(NO_IPV4_LEADING_ZEROS).message(IPV4_LEADING_ZEROS_MESSAGE))]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("dst must be in CIDR notation, such as 0.0.0.0/0"))]
     pub dst: String,
     /// The next hop. Left out, the gateway is used.

@@ -8,10 +8,13 @@ use schemars::{Schema, SchemaGenerator, json_schema};
 const MAX_CNI_CONFIG_PROPERTIES: u32 = 64;
 
 /// rkt joins the CNI config's `type` to its plugin directories without sanitising it, so anything but a plain
-/// file name runs an arbitrary binary (the class of CVE-2021-20206).
-const PLAIN_PLUGIN_TYPE_RULE: &str = "!self.contains('/') && !self.contains('..')";
-const PLAIN_PLUGIN_TYPE_MESSAGE: &str = "type must be a plain CNI plugin name (no '/' and no '..'): rkt runs the binary \
-     it names from /etc/rkt/net.d and its stage1's plugin directory without sanitising it";
+/// file name runs an arbitrary binary (the class of CVE-2021-20206). Plugin names are ASCII file names (`bridge`,
+/// `host-local`); spaces and look-alike letters from other scripts are refused too, as no plugin has them and they
+/// hide a name from a reader.
+const PLAIN_PLUGIN_TYPE_RULE: &str =
+    "self.matches('^[A-Za-z0-9][A-Za-z0-9_.-]*$') && !self.contains('..')";
+const PLAIN_PLUGIN_TYPE_MESSAGE: &str = "type must be a plain CNI plugin name (ASCII letters, digits, '_', '.' and \
+     '-', no '..'): rkt and the plugins run the binary it names from their plugin directories without sanitising it";
 
 /// The most CNI plugins a config may chain in `plugins` (the conflist form).
 const MAX_CHAINED_PLUGINS: u32 = 16;

@@ -1,10 +1,12 @@
-//! The example RktNodeConfigs users copy (`e2e/examples`) and the corpus of invalid ones
-//! (`tests/admission/invalid-configs.yaml`).
+//! The example RktNodeConfigs users copy (`e2e/examples`) and the corpus of invalid ones: hand-written
+//! (`tests/admission/invalid-configs.yaml`) and generated from the CRD's schema (`generated`).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::repo_path;
+
+mod generated;
 
 /// An example shipped to users, by file name.
 pub struct Example {
@@ -66,11 +68,14 @@ impl InvalidCase {
     }
 }
 
-/// Every case of `tests/admission/invalid-configs.yaml`.
+/// Every case of `tests/admission/invalid-configs.yaml`, then those generated from the CRD's schema.
 pub fn invalid_cases() -> Vec<InvalidCase> {
     let text = std::fs::read_to_string(repo_path("tests/admission/invalid-configs.yaml"))
         .expect("the invalid corpus is readable");
-    serde_saphyr::from_str(&text).expect("the invalid corpus is YAML")
+    let mut cases: Vec<InvalidCase> =
+        serde_saphyr::from_str(&text).expect("the invalid corpus is YAML");
+    cases.extend(generated::cases());
+    cases
 }
 
 /// RFC 7386: objects merge, `null` removes, anything else replaces.
