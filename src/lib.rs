@@ -10,6 +10,8 @@ pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod events;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod render;
 pub mod rkt;
 pub mod shutdown;

@@ -111,6 +111,14 @@ pub enum LedgerError {
     },
 }
 
+/// A ledger from the bytes of the file at `path`.
+pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Ledger, LedgerError> {
+    serde_json::from_slice(bytes).map_err(|source| LedgerError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 impl LedgerFile {
     pub fn new(state_dir: &Path) -> Self {
         Self {
@@ -122,10 +130,7 @@ impl LedgerFile {
     pub fn load(&self) -> Result<Ledger, LedgerError> {
         match atomic_file::read(&self.path)? {
             None => Ok(Ledger::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| LedgerError::Corrupt {
-                path: self.path.clone(),
-                source,
-            }),
+            Some(bytes) => parse(&self.path, &bytes),
         }
     }
 

@@ -10,7 +10,7 @@ mod checks;
 mod drift;
 mod host_files;
 mod host_namespace;
-mod ledger;
+pub(crate) mod ledger;
 mod notices;
 mod own_state;
 mod reconciler;

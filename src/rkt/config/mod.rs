@@ -108,17 +108,28 @@ impl ConfigDirs {
 
 /// One configuration directory on its own, where no field may be defined twice.
 pub fn read_config_dir(dir: &Path) -> Result<RktConfig, ConfigError> {
-    let mut config = RktConfig::default();
     if !is_dir(dir)? {
-        return Ok(config);
+        return Ok(RktConfig::default());
     }
-    for (path, raw) in config_files(&dir.join("stage1.d"))? {
-        check_header(&path, &raw, stage1::KIND)?;
-        config.stage1.add_file(&path, &raw)?;
+    read_files(
+        &config_files(&dir.join("stage1.d"))?,
+        &config_files(&dir.join("paths.d"))?,
+    )
+}
+
+/// One configuration directory's files, read in memory: those of `stage1.d` and of `paths.d`, each in name order.
+pub fn read_files(
+    stage1_files: &[(PathBuf, Vec<u8>)],
+    paths_files: &[(PathBuf, Vec<u8>)],
+) -> Result<RktConfig, ConfigError> {
+    let mut config = RktConfig::default();
+    for (path, raw) in stage1_files {
+        check_header(path, raw, stage1::KIND)?;
+        config.stage1.add_file(path, raw)?;
     }
-    for (path, raw) in config_files(&dir.join("paths.d"))? {
-        check_header(&path, &raw, paths::KIND)?;
-        config.paths.add_file(&path, &raw)?;
+    for (path, raw) in paths_files {
+        check_header(path, raw, paths::KIND)?;
+        config.paths.add_file(path, raw)?;
     }
     Ok(config)
 }
