@@ -33,8 +33,8 @@ impl Settings {
             .canonicalize()
             .with_context(|| format!("the checkout {}", repo.display()))?;
         let path = repo.join("e2e/versions.env");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let versions = parse_env_file(&text).with_context(|| format!("in {}", path.display()))?;
         let cache = match (env::var_os("RKTNETES_CACHE"), env::var_os("XDG_CACHE_HOME")) {
             (Some(cache), _) if !cache.is_empty() => PathBuf::from(cache),
@@ -96,6 +96,16 @@ impl Settings {
         env_or("RKTNETES_NODE_NETWORK", "10.213.0.0/24")
     }
 
+    /// The test machines' host bridge (`RKTNETES_NODE_BRIDGE`).
+    pub fn node_bridge(&self) -> String {
+        env_or("RKTNETES_NODE_BRIDGE", "rktnetes0")
+    }
+
+    /// Where the test machines' roots, pid files and consoles live.
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.cache.join("nodes")
+    }
+
     /// The host's address on the machines' bridge: where the machines reach the API server.
     pub fn node_host_address(&self) -> anyhow::Result<String> {
         let network = self.node_network();
@@ -153,7 +163,12 @@ mod tests {
     #[test]
     fn the_checkouts_versions_are_readable() {
         let settings = Settings::from_env().expect("settings");
-        assert!(settings.version("KUBERNETES_VERSION").expect("pinned").starts_with('v'));
+        assert!(
+            settings
+                .version("KUBERNETES_VERSION")
+                .expect("pinned")
+                .starts_with('v')
+        );
         assert!(settings.tools_bin().expect("path").ends_with("bin"));
     }
 }
