@@ -68,7 +68,12 @@ pub fn rkt_config(data: &[u8]) {
     let files: Vec<(PathBuf, Vec<u8>)> = rest
         .split(|byte| *byte == 0xff)
         .enumerate()
-        .map(|(index, raw)| (PathBuf::from(format!("/etc/rkt/x.d/{index:02}.json")), raw.to_vec()))
+        .map(|(index, raw)| {
+            (
+                PathBuf::from(format!("/etc/rkt/x.d/{index:02}.json")),
+                raw.to_vec(),
+            )
+        })
         .collect();
     let (stage1, paths) = files.split_at(usize::from(split).min(files.len()));
     let _ = read_files(stage1, paths);

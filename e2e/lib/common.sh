@@ -14,12 +14,10 @@ TOOLS_BIN="$TOOLS_DIR/bin"
 KIND_TOOLS_DIR="$RKTNETES_CACHE/tools/kind-$KIND_VERSION-kubernetes-$KUBERNETES_VERSION-containerd-$CONTAINERD_VERSION-crictl-$CRI_TOOLS_VERSION"
 KIND_TOOLS_BIN="$KIND_TOOLS_DIR/bin"
 
-# Test nodes (e2e/nodes.sh): systemd-nspawn machines behind a host bridge, each in a network namespace of its
-# own. One /24: the host is .1 on the bridge, node i is .(10+i).
-NODE_BRIDGE=${RKTNETES_NODE_BRIDGE:-rktnetes0}
+# Test nodes (e2e/nodes.sh, the harness's e2e/harness/src/machines/): systemd-nspawn machines behind a host bridge,
+# each in a network namespace of its own. One /24: the host is .1 on the bridge, node i is .(10+i).
 NODE_NETWORK=${RKTNETES_NODE_NETWORK:-10.213.0.0/24}
 NODE_HOST_IP=${NODE_NETWORK%.*}.1
-NODES_DIR="$RKTNETES_CACHE/nodes"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

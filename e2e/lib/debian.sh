@@ -1,5 +1,5 @@
-# Debian roots built with debootstrap, cached under the project cache: the nspawn nodes' (e2e/nodes.sh) and the
-# kind lane's images (e2e/kind). Sourced, not run; needs lib/common.sh.
+# Debian roots built with debootstrap, cached under the project cache: the kind lane's images (e2e/kind). The nspawn
+# nodes' root is the Rust harness's (e2e/harness/src/machines/debian.rs). Sourced, not run; needs lib/common.sh.
 # shellcheck shell=bash
 
 # This machine's Debian release (bookworm ...); fails elsewhere.

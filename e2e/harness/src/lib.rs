@@ -1,8 +1,9 @@
-//! The Kubernetes side of the end-to-end harness, one way for the tests and the demo alike: registering test
-//! machines as Node objects, minting ServiceAccount tokens (bound to a Node, as a pod's projected token is), writing
-//! the kubeconfigs that carry them, and starting the machines' agents with them. The machines themselves (Debian
-//! roots, overlays, systemd-nspawn, the bridge) are shell plumbing in `e2e/nodes.sh`, reached through
-//! [`machines::Machines`].
+//! The end-to-end harness, one way for the tests and the demo alike. [`machines`]: the test machines themselves
+//! (a cached debootstrapped Debian root, an overlay or copy per machine, systemd-nspawn in cgroups of its own behind
+//! a host bridge, exec into a machine, teardown that also cleans what a killed run left), which `rktnetes-e2e nodes`
+//! and its shim `e2e/nodes.sh` run. The Kubernetes side: registering the machines as Node objects, minting
+//! ServiceAccount tokens (bound to a Node, as a pod's projected token is), writing the kubeconfigs that carry them,
+//! and starting the machines' agents with them.
 
 pub mod control_plane;
 pub mod kubeconfig;

@@ -49,6 +49,22 @@ impl Pid {
             .map(|name| name.to_string_lossy().into_owned())
     }
 
+    /// Its parent, while it lives.
+    pub fn parent(self) -> Option<Pid> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.0)).ok()?;
+        // After the command name in parentheses: the state, then the parent's pid.
+        let (_, rest) = stat.rsplit_once(')')?;
+        rest.split_whitespace().nth(1)?.parse().ok().map(Pid)
+    }
+
+    /// Which namespace of `kind` (`pid`, `mnt`, `net` ...) it is in, as the kernel names it (`pid:[4026531836]`):
+    /// two processes are in the same namespace when the names are equal.
+    pub fn namespace(self, kind: &str) -> Option<String> {
+        fs::read_link(format!("/proc/{}/ns/{kind}", self.0))
+            .ok()
+            .map(|target| target.to_string_lossy().into_owned())
+    }
+
     /// The pid read from a pid file, if it holds one.
     pub fn from_file(path: &Path) -> Option<Self> {
         fs::read_to_string(path).ok()?.trim().parse().ok().map(Pid)
@@ -132,6 +148,14 @@ mod tests {
         let found = find(|candidate| candidate.command_line().iter().any(|arg| arg == "3600.25"));
         assert_eq!(found, vec![pid]);
         assert_eq!(pid.program().as_deref(), Some("sleep"));
+        assert_eq!(
+            pid.parent(),
+            Some(Pid(i32::try_from(std::process::id()).expect("a pid fits")))
+        );
+        assert!(
+            pid.namespace("pid")
+                .is_some_and(|pid_namespace| pid_namespace.starts_with("pid:["))
+        );
         // Reaped by a thread, as a daemon's parent would: a zombie would count as alive to kill(2).
         let reaper = thread::spawn(move || child.wait());
         stop(&[pid], Duration::from_secs(5), "sleep").expect("stops");

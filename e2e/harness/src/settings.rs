@@ -96,6 +96,16 @@ impl Settings {
         env_or("RKTNETES_NODE_NETWORK", "10.213.0.0/24")
     }
 
+    /// The test machines' host bridge (`RKTNETES_NODE_BRIDGE`).
+    pub fn node_bridge(&self) -> String {
+        env_or("RKTNETES_NODE_BRIDGE", "rktnetes0")
+    }
+
+    /// Where the test machines' roots, pid files and consoles live.
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.cache.join("nodes")
+    }
+
     /// The host's address on the machines' bridge: where the machines reach the API server.
     pub fn node_host_address(&self) -> anyhow::Result<String> {
         let network = self.node_network();

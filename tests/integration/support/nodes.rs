@@ -1,9 +1,10 @@
-//! Real test nodes: the systemd-nspawn machines of `e2e/nodes.sh`, each with systemd, D-Bus, the rkt stand-in as
+//! Real test nodes: the systemd-nspawn machines of the harness (`rktnetes_e2e::machines`), each with systemd, D-Bus, the rkt stand-in as
 //! `rkt-api.service`, Debian's CNI plugins and the rktnetes agent as a systemd unit under the chart's ServiceAccount
 //! and RBAC. Started once per test binary.
 
 use std::{
     collections::BTreeMap,
+    path::Path,
     process::{Command, Output},
     sync::{LazyLock, OnceLock},
 };
@@ -15,11 +16,11 @@ use rktnetes_e2e::{
 
 use super::{
     chart,
-    cluster::{TestCluster, cluster, run},
-    kind_profile, repo_path, repo_root,
+    cluster::{TestCluster, cluster},
+    kind_profile, repo_root,
 };
 
-/// The four test nodes: the nspawn machines of `e2e/nodes.sh`, or in the kind profile the workers that
+/// The four test nodes: the harness's nspawn machines, or in the kind profile the workers that
 /// `e2e/kind/run.sh` lists in `RKTNETES_KIND_NODES` (in order; the fourth runs the older rkt).
 fn node_names() -> &'static [&'static str; 4] {
     static NAMES: LazyLock<[&'static str; 4]> = LazyLock::new(|| {
@@ -64,14 +65,14 @@ pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
             // The chart, as users install it: the agents below run under its ServiceAccount, RBAC and admission
             // policy, and the tests' controller under its Deployment's arguments and ServiceAccount.
             chart::install(cluster, &[]);
-            run(Command::new(repo_path("e2e/nodes.sh"))
-                .args(["up", "4", "--rkt-version", &format!("4={OLD_RKT_VERSION}")])
-                .env(
-                    "RKTNETES_BIN_DIR",
-                    env!("CARGO_BIN_EXE_rktnetes")
-                        .rsplit_once('/')
-                        .map_or(".", |(dir, _)| dir),
-                ));
+            // The binaries of this build, whatever the target directory.
+            let binaries = Path::new(env!("CARGO_BIN_EXE_rktnetes"))
+                .parent()
+                .expect("the binaries' directory");
+            let rkt_versions = BTreeMap::from([(4, OLD_RKT_VERSION.to_owned())]);
+            if let Err(error) = machines().with_binaries(binaries).up(4, &rkt_versions) {
+                panic!("the test nodes did not start: {error:#}");
+            }
             // Node objects for the machines, and their agents started.
             with_harness(async |client, endpoint| {
                 rktnetes_e2e::join(
@@ -112,7 +113,7 @@ pub fn start_agents() {
 }
 
 fn machines() -> Machines {
-    Machines::of_checkout(repo_root())
+    Machines::of_checkout(repo_root()).unwrap_or_else(|error| panic!("{error:#}"))
 }
 
 /// The chart's agent ServiceAccount.
@@ -172,25 +173,26 @@ pub fn agent_pod_token(cluster: &TestCluster, node: &str) -> String {
     )
 }
 
-/// How to run a command in a node: `e2e/nodes.sh exec` or, in the kind profile, `RKTNETES_NODE_EXEC`
-/// (`e2e/kind/node-exec.sh`), both taking `NODE -- COMMAND...`.
-fn node_exec(node: &str) -> Command {
-    let mut command = match std::env::var_os("RKTNETES_NODE_EXEC") {
-        Some(exec) => Command::new(exec),
-        None => {
-            let mut command = Command::new(repo_path("e2e/nodes.sh"));
-            command.arg("exec");
-            command
+/// How to run a command in a node: the harness's machines or, in the kind profile, `RKTNETES_NODE_EXEC`
+/// (`e2e/kind/node-exec.sh`, taking `NODE -- COMMAND...`).
+fn node_exec(node: &str, command: &[&str]) -> Command {
+    match std::env::var_os("RKTNETES_NODE_EXEC") {
+        Some(exec) => {
+            let mut exec = Command::new(exec);
+            exec.args([node, "--"])
+                .args(command)
+                .current_dir(repo_root());
+            exec
         }
-    };
-    command.args([node, "--"]).current_dir(repo_root());
-    command
+        None => machines()
+            .command(node, command)
+            .unwrap_or_else(|error| panic!("cannot run a command in {node}: {error:#}")),
+    }
 }
 
 /// Runs a shell command inside a node; returns its output whatever its exit status.
 pub fn node_shell(node: &str, script: &str) -> Output {
-    node_exec(node)
-        .args(["sh", "-c", script])
+    node_exec(node, &["sh", "-c", script])
         .output()
         .unwrap_or_else(|error| panic!("cannot run a command in {node}: {error}"))
 }
