@@ -22,6 +22,7 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --lib --locked --features fuzzing -- -D warnings
 
 was_up=false
 "$E2E_DIR/cluster.sh" status >/dev/null 2>&1 && was_up=true
@@ -37,6 +38,11 @@ log "starting the local control plane"
 log "cargo test"
 cargo test --locked --no-fail-fast "$@"
 log "local tiers passed in $(($(date +%s) - started))s"
+if (($# == 0)); then
+  # The fuzzing campaign, reduced: each target for 15 s (rktnetes-e2e fuzz; the long campaign is in the README).
+  log "fuzzing"
+  cargo run --quiet --locked -p rktnetes-e2e -- fuzz --seconds 15
+fi
 
 if (($#)); then
   log "a test filter was given: the kind lane is skipped"

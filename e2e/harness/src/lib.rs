@@ -6,6 +6,7 @@
 //! and starting the machines' agents with them.
 
 pub mod control_plane;
+pub mod fuzz;
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;

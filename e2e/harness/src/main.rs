@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 use rktnetes_e2e::{
     control_plane::ControlPlane,
+    fuzz,
     join,
     kubeconfig::{self, ClusterEndpoint},
     log,
@@ -40,6 +41,18 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
+    },
+    /// The fuzzing campaign: each target of tests/fuzz (cargo fuzz, nightly Rust) for a time or a number of runs;
+    /// prints each target's figures and fails when one crashed.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, conflicts_with = "runs", default_value_t = 60)]
+        seconds: u64,
+        /// Executions per target, instead of a time.
+        #[arg(long)]
+        runs: Option<u64>,
+        /// The targets (default: all).
+        targets: Vec<String>,
     },
     #[command(flatten)]
     Api(ApiCommand),
@@ -164,6 +177,20 @@ fn control_plane(action: ClusterAction) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rktnetes-e2e fuzz`.
+fn fuzz_campaign(seconds: u64, runs: Option<u64>, targets: Vec<String>) -> anyhow::Result<ExitCode> {
+    let budget = runs.map_or(fuzz::Budget::Seconds(seconds), fuzz::Budget::Runs);
+    let targets = if targets.is_empty() {
+        fuzz::TARGETS.map(str::to_owned).to_vec()
+    } else {
+        targets
+    };
+    for outcome in fuzz::campaign(&Settings::from_env()?, &targets, budget)? {
+        println!("{outcome}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -177,6 +204,11 @@ fn main() -> ExitCode {
         // The machines' commands need no cluster, and `exec` passes its command's exit status on.
         Command::Nodes { command } => nodes(command),
         Command::Cluster { action } => control_plane(action),
+        Command::Fuzz {
+            seconds,
+            runs,
+            targets,
+        } => fuzz_campaign(seconds, runs, targets),
         Command::Api(command) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")
             .and_then(|runtime| runtime.block_on(api(command, cli.kubeconfig)))
