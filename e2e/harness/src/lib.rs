@@ -2,8 +2,11 @@
 //! machines as Node objects, minting ServiceAccount tokens (bound to a Node, as a pod's projected token is), writing
 //! the kubeconfigs that carry them, and starting the machines' agents with them. The machines themselves (Debian
 //! roots, overlays, systemd-nspawn, the bridge) are shell plumbing in `e2e/nodes.sh`, reached through
-//! [`machines::Machines`].
+//! [`machines::Machines`]. Also the chart as the runs install it ([`chart`]), and the kind lane's orchestration
+//! ([`kind_lane`], the binary's `kind` command).
 
+pub mod chart;
+pub mod kind_lane;
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 use rktnetes_e2e::{
     join,
+    kind_lane::{self, KindArgs},
     kubeconfig::{self, ClusterEndpoint},
     machines::Machines,
     service_accounts::{ServiceAccountRef, token},
@@ -45,6 +46,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The kind lane (e2e/kind/run.sh): a kind cluster built here with the chart's pods on its kubelets, and the
+    /// node suite against it. `kind [ci] | up [-- TEST_ARGS...] | setup | test [-- TEST_ARGS...] | env | down`.
+    Kind(KindArgs),
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -58,6 +62,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        // The lane reports its own failures as the shell scripts do (`error: ...`, exit status 1): its log is
+        // read in CI next to theirs.
+        Command::Kind(lane) => {
+            if let Err(error) = kind_lane::run(lane.command()) {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+        }
         Command::Join { labels, agent } => {
             let (client, endpoint) = admin(cli.kubeconfig).await?;
             let machines = Machines::of_checkout(&repo_root());
