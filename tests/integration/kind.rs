@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rktnetes_e2e::kind_lane::pulls::pull_requests;
 use serde_json::Value;
 
 use crate::support::{
@@ -209,11 +210,12 @@ async fn every_image_came_from_the_node_image_or_kind_load_and_nothing_was_pulle
         std::env::var("RKTNETES_KIND_CLUSTER").unwrap_or_else(|_| "rktnetes".into())
     );
     for node in POOL.iter().copied().chain([control_plane.as_str()]) {
-        let pulls = node_ok(
-            node,
-            "journalctl -u containerd --no-pager -o cat | grep PullImage || true",
+        let log = node_ok(node, "journalctl -u containerd --no-pager -o cat");
+        let pulls = pull_requests(&log);
+        assert!(
+            pulls.is_empty(),
+            "{node}: containerd was asked to pull: {pulls:?}"
         );
-        assert_eq!(pulls, "", "{node}: containerd was asked to pull");
         let registries = node_ok(node, "cat /etc/containerd/certs.d/_default/hosts.toml");
         assert!(
             registries.contains("server = \"http://127.0.0.1:1\""),

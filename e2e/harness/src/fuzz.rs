@@ -83,8 +83,16 @@ pub fn campaign(
             "no fuzz target {target:?}; the targets are {}",
             TARGETS.join(", ")
         );
-        outcomes.push(run_target(&cargo_fuzz, &target_dir, &fuzz_dir, target, budget)?);
-        log(outcomes.last().map_or_else(String::new, ToString::to_string));
+        outcomes.push(run_target(
+            &cargo_fuzz,
+            &target_dir,
+            &fuzz_dir,
+            target,
+            budget,
+        )?);
+        log(outcomes
+            .last()
+            .map_or_else(String::new, ToString::to_string));
     }
     if outcomes.iter().any(|outcome| outcome.crashed) {
         bail!(
@@ -182,12 +190,22 @@ fn install_cargo_fuzz(settings: &Settings) -> anyhow::Result<PathBuf> {
         root.display()
     ));
     let status = Command::new("cargo")
-        .args(["install", "cargo-fuzz", "--locked", "--version", version, "--root"])
+        .args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            version,
+            "--root",
+        ])
         .arg(&root)
         .stdout(Stdio::inherit())
         .status()
         .context("running cargo install cargo-fuzz")?;
-    anyhow::ensure!(status.success(), "cargo install cargo-fuzz {version} failed");
+    anyhow::ensure!(
+        status.success(),
+        "cargo install cargo-fuzz {version} failed"
+    );
     Ok(binary)
 }
 

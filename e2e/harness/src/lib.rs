@@ -1,12 +1,17 @@
-//! The end-to-end harness, one way for the tests and the demo alike. [`machines`]: the test machines themselves
-//! (a cached debootstrapped Debian root, an overlay or copy per machine, systemd-nspawn in cgroups of its own behind
-//! a host bridge, exec into a machine, teardown that also cleans what a killed run left), which `rktnetes-e2e nodes`
-//! and its shim `e2e/nodes.sh` run. The Kubernetes side: registering the machines as Node objects, minting
-//! ServiceAccount tokens (bound to a Node, as a pod's projected token is), writing the kubeconfigs that carry them,
-//! and starting the machines' agents with them.
+//! The end-to-end harness, one way for the tests, the demo and the lanes alike. [`machines`]: the test machines
+//! themselves (a cached debootstrapped Debian root, an overlay or copy per machine, systemd-nspawn in cgroups of
+//! its own behind a host bridge, exec into a machine, teardown that also cleans what a killed run left), which
+//! `rktnetes-e2e nodes` and its shim `e2e/nodes.sh` run. [`control_plane`]: the local etcd, kube-apiserver and
+//! kube-controller-manager (`rktnetes-e2e cluster`, `e2e/cluster.sh`). The Kubernetes side: registering the
+//! machines as Node objects, minting ServiceAccount tokens (bound to a Node, as a pod's projected token is),
+//! writing the kubeconfigs that carry them, and starting the machines' agents with them. The chart as the runs
+//! install it ([`chart`]), the kind lane's orchestration ([`kind_lane`], `rktnetes-e2e kind`), and the fuzzing
+//! campaign ([`fuzz`]).
 
+pub mod chart;
 pub mod control_plane;
 pub mod fuzz;
+pub mod kind_lane;
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;

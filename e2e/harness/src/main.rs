@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use kube::{Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 use rktnetes_e2e::{
     control_plane::ControlPlane,
-    fuzz,
-    join,
+    fuzz, join,
+    kind_lane::{self, KindArgs},
     kubeconfig::{self, ClusterEndpoint},
     log,
     machines::{MAX_MACHINES, Machines},
@@ -54,6 +54,9 @@ enum Command {
         /// The targets (default: all).
         targets: Vec<String>,
     },
+    /// The kind lane (e2e/kind/run.sh): a kind cluster built here with the chart's pods on its kubelets, and the
+    /// node suite against it. `kind [ci] | up [-- TEST_ARGS...] | setup | test [-- TEST_ARGS...] | env | down`.
+    Kind(KindArgs),
     #[command(flatten)]
     Api(ApiCommand),
 }
@@ -178,7 +181,11 @@ fn control_plane(action: ClusterAction) -> anyhow::Result<ExitCode> {
 }
 
 /// `rktnetes-e2e fuzz`.
-fn fuzz_campaign(seconds: u64, runs: Option<u64>, targets: Vec<String>) -> anyhow::Result<ExitCode> {
+fn fuzz_campaign(
+    seconds: u64,
+    runs: Option<u64>,
+    targets: Vec<String>,
+) -> anyhow::Result<ExitCode> {
     let budget = runs.map_or(fuzz::Budget::Seconds(seconds), fuzz::Budget::Runs);
     let targets = if targets.is_empty() {
         fuzz::TARGETS.map(str::to_owned).to_vec()
@@ -204,6 +211,7 @@ fn main() -> ExitCode {
         // The machines' commands need no cluster, and `exec` passes its command's exit status on.
         Command::Nodes { command } => nodes(command),
         Command::Cluster { action } => control_plane(action),
+        Command::Kind(lane) => kind_lane::run(lane.command()).map(|()| ExitCode::SUCCESS),
         Command::Fuzz {
             seconds,
             runs,

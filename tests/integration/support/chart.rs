@@ -18,27 +18,12 @@ use super::{
     repo_root,
 };
 
-pub const RELEASE: &str = "rktnetes";
-pub const RELEASE_NAMESPACE: &str = "rktnetes-system";
-pub const AGENT_NAMESPACE: &str = "rktnetes-agent";
-pub const CHART: &str = "charts/rktnetes-operator";
+pub use rktnetes_e2e::chart::{AGENT_NAMESPACE, CHART, RELEASE, RELEASE_NAMESPACE};
 pub const KUBE_VERSION: &str = "1.37.2";
 
 /// `helm` against this cluster.
 pub fn helm(cluster: &TestCluster) -> Command {
-    let mut command = Command::new(cluster.tools_bin.join("helm"));
-    command
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("rktnetes-helm-cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("rktnetes-helm-config"),
-        )
-        .current_dir(repo_root());
-    command
+    rktnetes_e2e::chart::helm(&cluster.tools_bin, &cluster.kubeconfig, repo_root())
 }
 
 /// Runs `helm` and returns its output whatever its exit status.
@@ -53,16 +38,8 @@ pub fn helm_output(cluster: &TestCluster, args: &[&str]) -> Output {
 /// first when it has some (`RKTNETES_CHART_VALUES`: in the kind lane, the image it built and loaded); waits for
 /// nothing (see [`wait_for_controller`]).
 pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
-    let mut helm = helm(cluster);
-    helm.args(["upgrade", "--install", RELEASE, CHART]).args([
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "--create-namespace",
-    ]);
-    if let Some(values) = std::env::var_os("RKTNETES_CHART_VALUES") {
-        helm.arg("--values").arg(values);
-    }
-    run(helm.args(extra))
+    let values = rktnetes_e2e::chart::run_values();
+    run(rktnetes_e2e::chart::upgrade_install(&mut helm(cluster), values.as_deref()).args(extra))
 }
 
 /// Waits until the controller Deployment's pods run on the kubelets and are ready (`kubectl rollout status`).
