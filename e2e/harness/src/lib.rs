@@ -15,6 +15,7 @@ pub mod kind_lane;
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;
+pub mod owned_dir;
 pub mod processes;
 pub mod service_accounts;
 pub mod settings;

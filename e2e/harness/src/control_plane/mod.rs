@@ -23,7 +23,10 @@ use std::{
     net::{IpAddr, Ipv4Addr, TcpListener},
     os::{
         fd::AsFd,
-        unix::{fs::DirBuilderExt, process::CommandExt},
+        unix::{
+            fs::{DirBuilderExt, PermissionsExt},
+            process::CommandExt,
+        },
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -40,6 +43,7 @@ use self::{
 use crate::{
     kubeconfig::{self, ClusterEndpoint},
     log,
+    owned_dir::OwnedDir,
     processes::{self, Pid},
     settings::{Settings, env_or},
 };
@@ -173,7 +177,7 @@ impl ControlPlane {
             .status()
             .with_context(|| format!("running {}", self.build_tools.display()))?;
         anyhow::ensure!(status.success(), "{} failed", self.build_tools.display());
-        let _lock = self.lock()?;
+        let _lock = self.owned_dir().lock()?;
         let recorded = fs::read_to_string(self.state.join("config")).ok();
         if recorded.as_deref() == Some(self.fingerprint().as_str()) && self.healthy() {
             log("cluster already up");
@@ -192,16 +196,18 @@ impl ControlPlane {
         }
         self.stop_all()?;
         self.check_ports()?;
-        self.wipe()?;
+        self.owned_dir().wipe()?;
         let started = Instant::now();
-        for dir in [&self.state, &self.logs(), &self.state.join("etcd")] {
+        self.owned_dir().claim()?;
+        // Private: it holds every key of the cluster.
+        fs::set_permissions(&self.state, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", self.state.display()))?;
+        for dir in [self.logs(), self.state.join("etcd")] {
             fs::DirBuilder::new()
-                .recursive(true)
                 .mode(0o700)
-                .create(dir)
+                .create(&dir)
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
-        fs::write(self.state.join(MARKER), "")?;
         log(format!(
             "generating certificates in {}",
             self.pki.dir.display()
@@ -240,9 +246,9 @@ impl ControlPlane {
 
     /// Stops it and deletes its state; harmless when it is not running.
     pub fn down(&self) -> anyhow::Result<()> {
-        let _lock = self.lock()?;
+        let _lock = self.owned_dir().lock()?;
         self.stop_all()?;
-        self.wipe()?;
+        self.owned_dir().wipe()?;
         log("cluster down");
         Ok(())
     }
@@ -321,52 +327,9 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Deletes the state directory, but only if it is ours (or empty).
-    fn wipe(&self) -> anyhow::Result<()> {
-        if !self.state.exists() {
-            return Ok(());
-        }
-        let empty = fs::read_dir(&self.state)
-            .with_context(|| format!("reading {}", self.state.display()))?
-            .next()
-            .is_none();
-        if !empty && !self.state.join(MARKER).is_file() {
-            bail!(
-                "{} exists and is not a cluster state dir (no {MARKER}); refusing to delete it",
-                self.state.display()
-            );
-        }
-        fs::remove_dir_all(&self.state)
-            .with_context(|| format!("deleting {}", self.state.display()))
-    }
-
-    /// One `up`/`down` at a time; the lock file sits beside the state directory, which gets deleted.
-    fn lock(&self) -> anyhow::Result<fs::File> {
-        let path = self.state.with_extension("lock");
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock(2) on a file descriptor this function owns; no memory is shared.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(file);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "another cluster up/down has held {} for 10 minutes",
-                    path.display()
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+    /// The state directory, as the harness owns it (marker `.rktnetes-cluster`; lock `<dir>.lock`).
+    fn owned_dir(&self) -> OwnedDir {
+        OwnedDir::new(self.state.clone(), MARKER, "cluster state dir")
     }
 
     /// Starts a component in a session of its own, so it outlives its caller and a caller's process-group kill.

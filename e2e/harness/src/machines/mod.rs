@@ -18,7 +18,6 @@ mod boot;
 mod bridge;
 mod debian;
 mod image;
-mod lock;
 mod mounts;
 mod network;
 mod node;
@@ -41,7 +40,10 @@ pub use self::{
     node::{NODE_PREFIX, node_name},
     root::RootMode,
 };
-use crate::settings::{Settings, env_or};
+use crate::{
+    owned_dir::{self, OwnedDir},
+    settings::{Settings, env_or},
+};
 
 /// The rkt version a machine's stand-in reports unless told otherwise.
 pub const DEFAULT_RKT_VERSION: &str = "1.30.0";
@@ -91,6 +93,11 @@ pub struct Machines {
 }
 
 impl Machines {
+    /// The nodes directory, as the harness owns it (marker `.rktnetes-nodes`).
+    fn owned_dir(&self) -> OwnedDir {
+        OwnedDir::new(self.nodes_dir.clone(), ".rktnetes-nodes", "nodes dir")
+    }
+
     /// The machines of the checkout at `repo`.
     pub fn of_checkout(repo: &Path) -> anyhow::Result<Self> {
         Self::new(&Settings::of_checkout(repo)?)
@@ -171,7 +178,7 @@ impl Machines {
                 .context("this host is not Debian; set RKTNETES_NODE_SUITE to a Debian release")?,
         };
 
-        let _lock = lock::acquire(&self.nodes_dir)?;
+        let _lock = owned_dir::acquire(&self.owned_dir())?;
         let start = Instant::now();
         match self.replace(count, rkt_versions, &suite, start) {
             Ok(names) => {
@@ -263,7 +270,7 @@ impl Machines {
     /// nothing runs.
     pub fn down(&self) -> anyhow::Result<()> {
         let start = Instant::now();
-        let _lock = lock::acquire(&self.nodes_dir)?;
+        let _lock = owned_dir::acquire(&self.owned_dir())?;
         teardown::teardown(self)?;
         bridge::remove(&self.bridge)?;
         log(format!("nodes down in {} s", start.elapsed().as_secs()));
