@@ -57,6 +57,10 @@ pub fn upgrade_install<'a>(helm: &'a mut Command, values: Option<&Path>) -> &'a 
     helm
 }
 
+/// The controller's resync in the test runs: a pass every 5 s at rest (the chart's default is a minute), so that a
+/// test waiting for two more passes to show that nothing changed waits seconds, not minutes.
+pub const TEST_RESYNC: &str = "controller.resyncSeconds=5";
+
 /// The run's values file ([`VALUES_ENV`]), if it has one.
 pub fn run_values() -> Option<PathBuf> {
     env::var_os(VALUES_ENV)
@@ -65,14 +69,15 @@ pub fn run_values() -> Option<PathBuf> {
 }
 
 /// Values that run `image` (`repository:tag`, already on every node: never pulled) with agents that check their
-/// node every 3 s, as the nspawn nodes' agents do, so the suite's waits are the same on both.
+/// node every 3 s, as the nspawn nodes' agents do, so the suite's waits are the same on both, and the test runs'
+/// controller resync ([`TEST_RESYNC`]).
 pub fn local_image_values(image: &str) -> anyhow::Result<String> {
     let (repository, tag) = image
         .rsplit_once(':')
         .filter(|(repository, tag)| !repository.is_empty() && !tag.is_empty() && !tag.contains('/'))
         .with_context(|| format!("the operator image {image:?} is not REPOSITORY:TAG"))?;
     Ok(format!(
-        "image:\n  repository: {repository}\n  tag: {tag}\n  pullPolicy: Never\nagent:\n  checkIntervalSeconds: 3\n"
+        "image:\n  repository: {repository}\n  tag: {tag}\n  pullPolicy: Never\nagent:\n  checkIntervalSeconds: 3\ncontroller:\n  resyncSeconds: 5\n"
     ))
 }
 
@@ -87,7 +92,7 @@ mod tests {
         assert_eq!(
             values,
             "image:\n  repository: localhost:5000/rktnetes-operator\n  tag: 0123abcd\n  pullPolicy: Never\n\
-             agent:\n  checkIntervalSeconds: 3\n"
+             agent:\n  checkIntervalSeconds: 3\ncontroller:\n  resyncSeconds: 5\n"
         );
         assert!(local_image_values("rktnetes-operator").is_err());
         assert!(local_image_values("localhost:5000/rktnetes-operator").is_err());

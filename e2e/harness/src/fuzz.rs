@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::{log, settings::Settings};
+use crate::{
+    log,
+    settings::{self, Settings},
+};
 
 /// The targets, as `tests/fuzz/Cargo.toml` names them.
 pub const TARGETS: [&str; 5] = [
@@ -171,6 +174,7 @@ fn cargo_fuzz_command(cargo_fuzz: &Path, target_dir: &Path) -> Command {
         .arg("fuzz")
         .env("RUSTUP_TOOLCHAIN", "nightly")
         .env("CARGO_TARGET_DIR", target_dir);
+    settings::forget_cargo_run(&mut command);
     command
 }
 

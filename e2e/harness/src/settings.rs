@@ -117,6 +117,33 @@ impl Settings {
     }
 }
 
+/// Removes from `command`'s environment what `cargo run` told this binary about itself. Left in, it would reach the
+/// builds this harness starts (the kind lane's release build, the fuzz targets), and build scripts that watch those
+/// variables (ring's) would rebuild, with every crate that depends on them, on each switch between a build started
+/// by hand and one started here.
+pub fn forget_cargo_run(command: &mut std::process::Command) {
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            command.env_remove(name);
+        }
+    }
+}
+
+/// Whether `cargo run` sets `name` for the program it runs (about the package, not the build).
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        )
+}
+
 /// An environment variable, or `default` when it is unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {
     match env::var(name) {
@@ -170,5 +197,25 @@ mod tests {
                 .starts_with('v')
         );
         assert!(settings.tools_bin().expect("path").ends_with("bin"));
+    }
+
+    #[test]
+    fn what_cargo_run_says_about_the_harness_stays_out_of_the_builds() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+        ] {
+            assert!(set_by_cargo_run(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "PATH",
+            "RUSTFLAGS",
+        ] {
+            assert!(!set_by_cargo_run(name), "{name}");
+        }
     }
 }

@@ -361,7 +361,7 @@ async fn helm_upgrade_rolls_the_controller_and_the_agents_without_disturbing_con
     // The controller as the new ReplicaSet runs it: with the upgraded Deployment's arguments (restarted here, or
     // the rolled pods in the kind lane).
     drop(controller);
-    let _upgraded = ChartController::start(cluster, "e2e-upgraded").await;
+    let upgraded = ChartController::start(cluster, "e2e-upgraded").await;
     let after = eventually(
         "the controller rolls the agent DaemonSet",
         REACTION,
@@ -374,8 +374,9 @@ async fn helm_upgrade_rolls_the_controller_and_the_agents_without_disturbing_con
     assert_ne!(agent_env(&before), agent_env(&after));
     assert!(after.metadata.generation > before.metadata.generation);
 
-    // The nodes keep what they had: same state objects, files and rkt API service process.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The nodes keep what they had: same state objects, files and rkt API service process, after the upgraded
+    // controller has made two passes over them.
+    upgraded.two_more_passes(&client).await;
     assert_eq!(
         config(&client, "bridge")
             .await

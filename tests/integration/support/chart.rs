@@ -39,7 +39,11 @@ pub fn helm_output(cluster: &TestCluster, args: &[&str]) -> Output {
 /// nothing (see [`wait_for_controller`]).
 pub fn install(cluster: &TestCluster, extra: &[&str]) -> Output {
     let values = rktnetes_e2e::chart::run_values();
-    run(rktnetes_e2e::chart::upgrade_install(&mut helm(cluster), values.as_deref()).args(extra))
+    run(
+        rktnetes_e2e::chart::upgrade_install(&mut helm(cluster), values.as_deref())
+            .args(["--set", rktnetes_e2e::chart::TEST_RESYNC])
+            .args(extra),
+    )
 }
 
 /// Waits until the controller Deployment's pods run on the kubelets and are ready (`kubectl rollout status`).

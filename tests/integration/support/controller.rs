@@ -15,7 +15,10 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
+use k8s_openapi::api::{
+    apps::v1::DaemonSet,
+    core::v1::{Node, Pod},
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
@@ -162,10 +165,7 @@ impl ControllerProcess {
     /// The value of a metric, summed over its label sets.
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics").unwrap_or_default();
-        body.lines()
-            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_in(&body, name)
     }
 
     /// The reconcile passes this replica made.
@@ -177,20 +177,7 @@ impl ControllerProcess {
     /// leads to has been decided and written (the pass under way may have started before it; the next has not).
     /// What is unchanged after that is what the controller chose not to change: no fixed wait to hope for it.
     pub async fn two_more_passes(&self) {
-        let from = self.passes();
-        eventually(
-            &format!("controller {} makes two more passes", self.identity),
-            Duration::from_secs(30),
-            async || {
-                let passes = self.passes();
-                if passes >= from + 2.0 {
-                    Ok(())
-                } else {
-                    Err(format!("{passes} passes, {from} before"))
-                }
-            },
-        )
-        .await;
+        two_more_passes(&self.identity, async || self.passes()).await;
     }
 
     /// Every API write this replica made.
@@ -216,12 +203,38 @@ impl Drop for ControllerProcess {
     }
 }
 
+/// The value of a metric in a Prometheus text exposition, summed over its label sets.
+fn metric_in(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until `passes` has grown by two (see [`ControllerProcess::two_more_passes`]).
+async fn two_more_passes(who: &str, passes: impl AsyncFn() -> f64) {
+    let from = passes().await;
+    eventually(
+        &format!("controller {who} makes two more passes"),
+        Duration::from_secs(30),
+        async || {
+            let now = passes().await;
+            if now >= from + 2.0 {
+                Ok(())
+            } else {
+                Err(format!("{now} passes, {from} before"))
+            }
+        },
+    )
+    .await;
+}
+
 /// The controller of the node scenarios, as the chart runs it: in the local lane a replica started with the chart's
 /// Deployment arguments and ServiceAccount (killed when dropped); in the kind lane the Deployment's own pods on the
 /// kubelets, waited for until the Deployment has rolled out.
 pub struct ChartController {
     /// The local lane's replica, held until the scenario ends; none in the kind lane.
-    _replica: Option<ControllerProcess>,
+    replica: Option<ControllerProcess>,
 }
 
 impl ChartController {
@@ -232,9 +245,46 @@ impl ChartController {
         } else {
             Some(ControllerProcess::start_from_chart(cluster, identity).await)
         };
-        Self { _replica: replica }
+        Self { replica }
+    }
+
+    /// The reconcile passes made: the local replica's, or in the kind lane the sum over the Deployment's pods, read
+    /// through the API server's pod proxy (only the leader makes passes; a pod that does not answer counts 0).
+    pub async fn passes(&self, client: &Client) -> f64 {
+        if let Some(replica) = &self.replica {
+            return replica.passes();
+        }
+        let pods: Api<Pod> = Api::namespaced(client.clone(), chart::RELEASE_NAMESPACE);
+        let controllers = ListParams::default().labels("app.kubernetes.io/component=controller");
+        let Ok(pods) = pods.list(&controllers).await else {
+            return 0.0;
+        };
+        let mut passes = 0.0;
+        for pod in pods {
+            let path = format!(
+                "/api/v1/namespaces/{}/pods/{}:{CHART_METRICS_PORT}/proxy/metrics",
+                chart::RELEASE_NAMESPACE,
+                pod.name_any()
+            );
+            let Ok(request) = http::Request::get(path).body(Vec::new()) else {
+                continue;
+            };
+            if let Ok(body) = client.request_text(request).await {
+                passes += metric_in(&body, "rktnetes_controller_reconciles_total");
+            }
+        }
+        passes
+    }
+
+    /// Waits until the controller has made two more passes than now (see
+    /// [`ControllerProcess::two_more_passes`]).
+    pub async fn two_more_passes(&self, client: &Client) {
+        two_more_passes("of the chart", async || self.passes(client).await).await;
     }
 }
+
+/// The chart's default metrics port (`metrics.port`), which the lanes keep.
+const CHART_METRICS_PORT: u16 = 8080;
 
 /// The probe server's address in the tests: loopback, a port the kernel picks (the controller logs which).
 const ANY_LOOPBACK_PORT: &str = "127.0.0.1:0";

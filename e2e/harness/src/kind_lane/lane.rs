@@ -74,14 +74,7 @@ impl Lane {
         if let Some(host) = &self.docker_host {
             command.env("DOCKER_HOST", host);
         }
-        // What `cargo run` told this binary about itself would reach the builds below, and build scripts that
-        // watch those variables (ring's) would rebuild with every dependant on each switch between a cargo run
-        // directly and one started here.
-        for (name, _) in env::vars_os() {
-            if name.to_str().is_some_and(set_by_cargo_run) {
-                command.env_remove(name);
-            }
-        }
+        crate::settings::forget_cargo_run(&mut command);
         command
     }
 
@@ -260,21 +253,6 @@ fn docker_host(printed: &str) -> anyhow::Result<Option<String>> {
     Ok(host)
 }
 
-/// Whether `cargo run` sets `name` for the program it runs (about the package, not the build).
-fn set_by_cargo_run(name: &str) -> bool {
-    name.starts_with("CARGO_PKG_")
-        || matches!(
-            name,
-            "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_MANIFEST_LINKS"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_BIN_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "OUT_DIR"
-        )
-}
-
 /// `RKTNETES_KIND_TIMEOUT`: whole seconds.
 fn parse_timeout(text: &str) -> anyhow::Result<u64> {
     text.parse::<u64>()
@@ -315,26 +293,6 @@ mod tests {
         );
         assert!(docker_host("export DOCKER_HOST=$(evil)\n").is_err());
         assert!(docker_host("PATH=/tmp\n").is_err());
-    }
-
-    #[test]
-    fn what_cargo_run_says_about_the_harness_stays_out_of_the_builds() {
-        for name in [
-            "CARGO_PKG_NAME",
-            "CARGO_PKG_VERSION_MAJOR",
-            "CARGO_MANIFEST_DIR",
-        ] {
-            assert!(set_by_cargo_run(name), "{name}");
-        }
-        for name in [
-            "CARGO",
-            "CARGO_HOME",
-            "CARGO_TARGET_DIR",
-            "PATH",
-            "RUSTFLAGS",
-        ] {
-            assert!(!set_by_cargo_run(name), "{name}");
-        }
     }
 
     #[test]
