@@ -15,6 +15,7 @@ pub mod kind_lane;
 pub mod kubeconfig;
 pub mod machines;
 pub mod node_objects;
+pub mod output;
 pub mod owned_dir;
 pub mod processes;
 pub mod service_accounts;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use kube::Client;
+pub use output::log;
 
 use self::{
     kubeconfig::ClusterEndpoint,
@@ -85,18 +87,4 @@ pub async fn start_agents(
         machines.exec(name, &["systemctl", "restart", "rktnetes-agent.service"])?;
     }
     Ok(())
-}
-
-/// A progress line on stderr, `[HH:MM:SS] message` (UTC), as the shell scripts print theirs.
-pub fn log(message: impl std::fmt::Display) {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
-        % 86_400;
-    eprintln!(
-        "[{:02}:{:02}:{:02}] {message}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    );
 }

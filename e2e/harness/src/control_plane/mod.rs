@@ -19,7 +19,6 @@ mod pki;
 
 use std::{
     fs,
-    io::Read,
     net::{IpAddr, Ipv4Addr, TcpListener},
     os::{
         fd::AsFd,
@@ -43,6 +42,7 @@ use self::{
 use crate::{
     kubeconfig::{self, ClusterEndpoint},
     log,
+    output::{print_tail, shell_quote},
     owned_dir::OwnedDir,
     processes::{self, Pid},
     settings::{Settings, env_or},
@@ -384,7 +384,7 @@ impl ControlPlane {
             };
             let path = self.log_file(component);
             log(format!("{problem}; last lines of {}:", path.display()));
-            eprintln!("{}", tail(&path, 40));
+            print_tail(&path, 40);
             self.stop_all()?;
             bail!("the cluster did not come up: {problem}");
         }
@@ -462,31 +462,6 @@ fn san_ips(bind: IpAddr, advertise: IpAddr, extra: &str) -> anyhow::Result<Vec<I
     Ok(unique)
 }
 
-/// The last `lines` lines of a file, or why there are none.
-fn tail(path: &Path, lines: usize) -> String {
-    let mut text = String::new();
-    match fs::File::open(path).and_then(|mut file| file.read_to_string(&mut text)) {
-        Ok(_) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(error) => format!("({error})"),
-    }
-}
-
-/// A word for a POSIX shell: as is when it is plain, else single-quoted.
-fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,12 +476,6 @@ mod tests {
         assert!(san_ips(specific, specific, "").unwrap().contains(&specific));
         let error = san_ips(wildcard, wildcard, "10.0.0.1,not-an-ip").unwrap_err();
         assert!(format!("{error:#}").contains("not-an-ip"), "{error:#}");
-    }
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_quote("/root/.cache/x"), "/root/.cache/x");
-        assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
     }
 
     #[test]

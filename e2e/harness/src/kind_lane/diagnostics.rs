@@ -3,7 +3,8 @@
 
 use crate::chart::{AGENT_NAMESPACE, CONTROLLER_DEPLOYMENT, RELEASE_NAMESPACE};
 
-use super::{Lane, cluster::last_lines, log};
+use super::{Lane, log};
+use crate::output::last_lines;
 
 /// How many recent Events the log gets.
 const EVENTS: usize = 40;

@@ -14,16 +14,14 @@ mod lane;
 pub mod pulls;
 mod suite;
 
-use std::{
-    fmt::Display,
-    time::{Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 pub use self::lane::Lane;
 use self::lane::run_to_stderr;
+use crate::output::{log, shell_quote};
 
 /// `rktnetes-e2e kind [ci] | up [-- TEST_ARGS...] | setup | test [-- TEST_ARGS...] | env | down`.
 ///
@@ -161,47 +159,6 @@ fn down(lane: &mut Lane) -> anyhow::Result<()> {
     )
 }
 
-/// A progress line on stderr, stamped with the local time as the shell scripts' `log` does.
-pub fn log(message: impl Display) {
-    eprintln!("[{}] {message}", local_clock());
-}
-
-/// The local time of day, `HH:MM:SS`.
-fn local_clock() -> String {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let seconds = libc::time_t::try_from(seconds).unwrap_or_default();
-    // SAFETY: `tm` is plain data (its one pointer may be null), and localtime_r writes only into it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live locals; localtime_r is the thread-safe variant.
-    let converted = unsafe { !libc::localtime_r(&seconds, &mut tm).is_null() };
-    if converted {
-        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
-    } else {
-        let of_day = seconds.rem_euclid(86_400);
-        format!(
-            "{:02}:{:02}:{:02}",
-            of_day / 3600,
-            of_day / 60 % 60,
-            of_day % 60
-        )
-    }
-}
-
-/// `text` as one shell word, as bash's `printf %q` would make it safe to `eval`.
-fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:,=+@%".contains(c));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -264,23 +221,5 @@ mod tests {
         assert!(parse(&["down", "--", "x"]).is_err());
         assert!(parse(&["test", "kind::"]).is_err());
         assert!(parse(&["sideways"]).is_err());
-    }
-
-    #[test]
-    fn quoted_words_survive_eval() {
-        assert_eq!(
-            shell_quote("/root/.cache/rktnetes/kind/kubeconfig"),
-            "/root/.cache/rktnetes/kind/kubeconfig"
-        );
-        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
-
-    #[test]
-    fn the_clock_reads_hours_minutes_seconds() {
-        let clock = local_clock();
-        assert_eq!(clock.len(), 8, "{clock}");
-        assert_eq!(clock.matches(':').count(), 2, "{clock}");
     }
 }

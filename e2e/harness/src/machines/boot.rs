@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use super::{Machines, log, mounts, remove_file, tail};
+use super::{Machines, log, mounts, print_tail, remove_file};
 use crate::processes::{self, Pid};
 
 /// A short key of a nodes directory: it tells its machines' cgroups and nspawn machine names from those of any other
@@ -196,14 +196,14 @@ pub fn wait_booted(machines: &Machines, names: &[String]) -> anyhow::Result<()> 
                     break state;
                 }
             } else if !Pid::from_file(&pid_file(nodes_dir, name)).is_some_and(Pid::alive) {
-                tail(&log_path, 30);
+                print_tail(&log_path, 30);
                 bail!(
                     "{name} exited while booting; its console is in {}",
                     log_path.display()
                 );
             }
             if Instant::now() >= deadline {
-                tail(&log_path, 30);
+                print_tail(&log_path, 30);
                 bail!(
                     "{name} did not finish booting within {} s (systemd: {}); see {}",
                     machines.boot_timeout.as_secs(),

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use super::{installed, log, mounts, remove_file, tail};
+use super::{installed, log, mounts, print_tail, remove_file};
 
 /// The Debian release (`bookworm` ...) in an `/etc/os-release`, when it is Debian's.
 pub fn host_suite(os_release: &str) -> Option<String> {
@@ -166,7 +166,7 @@ impl CachedRoot<'_> {
             .status()
             .context("running debootstrap")?;
         if !status.success() {
-            tail(&log_path, 20);
+            print_tail(&log_path, 20);
             mounts::unmount_under(&building)?;
             bail!("debootstrap failed ({status}); see {}", log_path.display());
         }

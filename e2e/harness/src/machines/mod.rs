@@ -41,6 +41,7 @@ pub use self::{
     root::RootMode,
 };
 use crate::{
+    output::{log, print_tail},
     owned_dir::{self, OwnedDir},
     settings::{Settings, env_or},
 };
@@ -402,28 +403,6 @@ impl Machines {
             bail!("writing {path} in {name} failed ({status})");
         }
         Ok(())
-    }
-}
-
-/// A line of progress on stderr, with the time of day (stdout is for results).
-fn log(message: impl fmt::Display) {
-    // SAFETY: time(2) with a null pointer only returns; localtime_r writes the zeroed `tm` it is given.
-    let (hour, minute, second) = unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        (tm.tm_hour, tm.tm_min, tm.tm_sec)
-    };
-    eprintln!("[{hour:02}:{minute:02}:{second:02}] {message}");
-}
-
-/// Prints the last `lines` lines of a log on stderr, for an error that points at it.
-fn tail(path: &Path, lines: usize) {
-    if let Ok(text) = fs::read_to_string(path) {
-        let all: Vec<&str> = text.lines().collect();
-        for line in &all[all.len().saturating_sub(lines)..] {
-            eprintln!("{line}");
-        }
     }
 }
 
