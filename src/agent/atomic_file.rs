@@ -12,6 +12,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::crash_point;
+
 /// The suffix of temporary files; a leftover one from a crash is removed by [`remove_leftovers`].
 const TEMPORARY_SUFFIX: &str = ".rktnetes-tmp";
 
@@ -38,6 +40,7 @@ pub fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), FileError> {
     let directory = parent(path)?;
     fs::create_dir_all(directory).map_err(error("create directory", directory))?;
     let temporary = temporary_path(path);
+    crash_point::reached("before creating the temporary of", path);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -48,12 +51,17 @@ pub fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), FileError> {
             .map_err(error("create", &temporary))?;
         file.write_all(content)
             .map_err(error("write", &temporary))?;
+        crash_point::reached("after writing the temporary of", path);
         // The mode given at creation is filtered by the umask; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(error("chmod", &temporary))?;
         file.sync_all().map_err(error("fsync", &temporary))?;
+        crash_point::reached("after flushing the temporary of", path);
         fs::rename(&temporary, path).map_err(error("rename over", path))?;
-        sync_directory(directory)
+        crash_point::reached("after renaming over", path);
+        sync_directory(directory)?;
+        crash_point::reached("after flushing the directory of", path);
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
@@ -63,8 +71,12 @@ pub fn write(path: &Path, content: &[u8], mode: u32) -> Result<(), FileError> {
 
 /// Removes `path` if it exists, durably.
 pub fn remove(path: &Path) -> Result<(), FileError> {
+    crash_point::reached("before removing", path);
     match fs::remove_file(path) {
-        Ok(()) => sync_directory(parent(path)?),
+        Ok(()) => {
+            crash_point::reached("after removing", path);
+            sync_directory(parent(path)?)
+        }
         Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(FileError {
             action: "remove",

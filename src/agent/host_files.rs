@@ -20,8 +20,10 @@ pub struct Host {
 /// What a change did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Host paths written or removed.
+    /// Host paths written or removed by the change (since it began, across agents that stopped half-way).
     pub paths: Vec<String>,
+    /// Some file was written or removed by this call itself, not only by an agent before it.
+    pub written_now: bool,
 }
 
 impl Changes {
@@ -57,7 +59,18 @@ impl Host {
         hash: &str,
     ) -> Result<(), FileError> {
         if let Some(pending) = &mut ledger.pending {
+            // The spec changed half-way: the new spec's paths that the change has not touched yet are recorded as
+            // they are now, before anything is written to them; the new files take a restart of their own.
+            if pending.hash != hash {
+                pending.restart_requested_at = None;
+            }
             pending.hash = hash.to_owned();
+            for file in desired {
+                if !pending.contents_before.contains_key(&file.path) {
+                    let content = self.read(&file.path)?;
+                    pending.contents_before.insert(file.path.clone(), content);
+                }
+            }
             return Ok(());
         }
         let mut contents_before = std::collections::BTreeMap::new();
@@ -72,6 +85,7 @@ impl Host {
             hash: hash.to_owned(),
             files_before: ledger.files.clone(),
             contents_before,
+            restart_requested_at: None,
         });
         Ok(())
     }
@@ -82,15 +96,30 @@ impl Host {
         let mut changes = Changes::default();
         for file in desired {
             let on_disk = self.read(&file.path)?;
-            let original = match ledger.files.get(&file.path) {
-                Some(managed) => managed.original.clone(),
-                None => on_disk.clone(),
+            // What was there before the agent: for a path it does not manage yet, what the change under way
+            // found there when it began. The disk may already hold this change's own write, made before a crash
+            // that came ahead of the ledger's save; taking that for the original would keep the file forever.
+            let before_change = ledger
+                .pending
+                .as_ref()
+                .and_then(|pending| pending.contents_before.get(&file.path));
+            let original = match (ledger.files.get(&file.path), before_change) {
+                (Some(managed), _) => managed.original.clone(),
+                (None, Some(before)) => before.clone(),
+                (None, None) => on_disk.clone(),
             };
             let mode = u32::try_from(file.mode).unwrap_or(0o644);
+            let changed_since_begin = before_change
+                .is_some_and(|before| before.as_deref() != Some(file.content.as_str()));
             if on_disk.as_deref() != Some(file.content.as_str())
                 || self.mode_of(&file.path) != Some(mode)
             {
                 atomic_file::write(&self.path(&file.path), file.content.as_bytes(), mode)?;
+                changes.paths.push(file.path.clone());
+                changes.written_now = true;
+            } else if changed_since_begin {
+                // The change under way wrote this already (an agent was stopped before it restarted the rkt API
+                // service): it is still a change, which the service has not read yet.
                 changes.paths.push(file.path.clone());
             }
             ledger.files.insert(
@@ -110,6 +139,7 @@ impl Host {
             .collect();
         for path in stale {
             if let Some(managed) = ledger.files.remove(&path) {
+                changes.written_now |= self.read(&path)? != managed.original;
                 self.let_go(&path, &managed)?;
                 changes.paths.push(path);
             }
@@ -276,6 +306,66 @@ mod tests {
             std::fs::read_to_string(host.path(NET)).unwrap(),
             "hand-made"
         );
+    }
+
+    #[test]
+    fn a_write_the_ledger_did_not_record_is_not_taken_for_the_original() {
+        // The agent began a change, wrote a new file and was killed before saving the ledger that names it.
+        let host = host("crash-before-save");
+        let mut ledger = Ledger::default();
+        host.put(&mut ledger, &[file(NET, "old net")]).unwrap();
+        let new = [file(NET, "new net"), file(STAGE1, "new stage1")];
+        host.begin(&mut ledger, &new, "h2").unwrap();
+        let saved = ledger.clone();
+        host.put(&mut ledger, &new).unwrap();
+        // The next agent starts from the saved ledger, with the file already on disk.
+        let mut ledger = saved;
+        host.put(&mut ledger, &new).unwrap();
+        assert_eq!(ledger.files[STAGE1].original, None);
+        host.put(&mut ledger, &[file(NET, "old net")]).unwrap();
+        assert!(
+            !host.path(STAGE1).exists(),
+            "the agent's own file was kept as the original"
+        );
+    }
+
+    #[test]
+    fn a_write_made_before_a_crash_still_counts_as_a_change() {
+        // Killed after writing the new file and saving the ledger, before restarting the rkt API service: the
+        // next agent finds the file in place but must still restart the service for it.
+        let host = host("crash-before-restart");
+        let mut ledger = Ledger::default();
+        host.put(&mut ledger, &[file(NET, "old net")]).unwrap();
+        let new = [file(NET, "new net")];
+        host.begin(&mut ledger, &new, "h2").unwrap();
+        host.put(&mut ledger, &new).unwrap();
+        let changes = host.put(&mut ledger, &new).unwrap();
+        assert_eq!(changes.paths, [NET]);
+        assert!(!changes.written_now, "the file was in place already");
+        ledger.applied("h2");
+        assert!(
+            host.put(&mut ledger, &new).unwrap().is_empty(),
+            "once committed, nothing changes"
+        );
+    }
+
+    #[test]
+    fn a_spec_changed_half_way_records_its_new_paths_before_writing_them() {
+        let host = host("changed-half-way");
+        let mut ledger = Ledger::default();
+        host.put(&mut ledger, &[file(NET, "old net")]).unwrap();
+        host.begin(&mut ledger, &[file(NET, "net 2")], "h2")
+            .unwrap();
+        host.put(&mut ledger, &[file(NET, "net 2")]).unwrap();
+        let newer = [file(NET, "net 3"), file(STAGE1, "stage1 3")];
+        host.begin(&mut ledger, &newer, "h3").unwrap();
+        let saved = ledger.clone();
+        host.put(&mut ledger, &newer).unwrap();
+        let mut ledger = saved;
+        host.put(&mut ledger, &newer).unwrap();
+        host.roll_back(&mut ledger).unwrap();
+        assert_eq!(std::fs::read_to_string(host.path(NET)).unwrap(), "old net");
+        assert!(!host.path(STAGE1).exists());
     }
 
     #[test]

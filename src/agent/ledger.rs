@@ -33,6 +33,11 @@ pub struct Transaction {
     pub files_before: BTreeMap<String, ManagedFile>,
     /// Every touched path's content before the change (`None`: it did not exist).
     pub contents_before: BTreeMap<String, Option<String>>,
+    /// When the agent asked systemd to restart the rkt API service for this change (microseconds since the
+    /// epoch, systemd's clock): a service started later already runs on the new files, so an agent that stopped
+    /// before committing does not restart it a second time. Cleared before a rollback touches the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_requested_at: Option<u64>,
 }
 
 /// Everything the agent remembers, in one JSON file written atomically.

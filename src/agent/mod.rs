@@ -7,6 +7,7 @@
 
 mod atomic_file;
 mod checks;
+mod crash_point;
 mod drift;
 mod host_files;
 mod host_namespace;
@@ -29,6 +30,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
+use tracing::Instrument;
 
 pub use self::atomic_file::FileError;
 use self::{
@@ -68,7 +70,7 @@ pub struct AgentArgs {
     #[arg(long)]
     pub host_mount_namespace: Option<PathBuf>,
     /// How long the rkt API service may take to answer GetInfo after a restart, in seconds (at most an hour).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "RKTNETES_HEALTH_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_timeout: u64,
     /// How long systemd's restart job may take, in seconds (at most an hour).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -99,16 +101,22 @@ pub enum AgentError {
     HostNamespace(#[from] HostNamespaceError),
 }
 
-/// Runs the agent until SIGTERM or Ctrl-C.
+/// Runs the agent until SIGTERM or Ctrl-C. Every line it logs names its node (`agent{node=...}`), so that the
+/// logs of all the agents, gathered in one place, say which node each error is about.
 pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let span = tracing::info_span!("agent", node = %args.node_name);
+    run_for_node(args).instrument(span).await
+}
+
+async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let host = Host {
         root: args.host_root.clone(),
     };
     let host_programs = HostPrograms::new(args.host_mount_namespace.as_deref())?;
     let ledger_file = LedgerFile::new(&host.path(&args.state_dir));
-    for dir in MANAGED_DIRS {
-        // A crash between creating a temporary file and renaming it leaves the temporary behind.
+    for dir in MANAGED_DIRS.iter().chain([&args.state_dir.as_str()]) {
+        // A crash between creating a temporary file and renaming it leaves the temporary behind (the ledger's too).
         if let Err(error) = atomic_file::remove_leftovers(&host.path(dir)) {
             tracing::warn!(%error, "could not clear leftover temporary files");
         }
@@ -139,11 +147,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let check_interval = Duration::from_secs(args.check_interval);
     let mut desired: Option<RktNodeState> = None;
     let mut synced = false;
-    tracing::info!(
-        node = args.node_name,
-        programs = agent.host_programs.describe(),
-        "agent started"
-    );
+    tracing::info!(programs = agent.host_programs.describe(), "agent started");
     loop {
         let retry = tokio::time::sleep(RETRY);
         let check = tokio::time::sleep(check_interval);

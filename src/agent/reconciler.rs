@@ -81,6 +81,7 @@ impl Reconciler {
             tracing::warn!(%error, "could not check the managed files");
             Vec::new()
         });
+        let restarted_since_request = self.restarted_since_request(&state.spec).await;
         let mut progress = ApplyProgress::Start;
         self.retry = loop {
             let knowledge = ApplyKnowledge {
@@ -88,6 +89,7 @@ impl Reconciler {
                 ledger: &self.ledger,
                 drifted: &drifted,
                 announced: self.announced.as_deref(),
+                restarted_since_request,
             };
             match next_apply_step(&knowledge, progress) {
                 Next::Do(step) => {
@@ -134,10 +136,30 @@ impl Reconciler {
                 self.save_ledger();
                 ApplyProgress::Written(result)
             }
-            ApplyStep::Restart { changes } => ApplyProgress::Restarted {
-                changes,
-                result: self.restart(&spec.rkt).await,
-            },
+            ApplyStep::Restart { changes } => {
+                // Recorded before it is asked for: a later agent can tell whether the restart took place.
+                if let Some(pending) = &mut self.ledger.pending {
+                    pending.restart_requested_at = Some(now_micros());
+                    self.save_ledger();
+                }
+                ApplyProgress::Restarted {
+                    changes,
+                    result: self.restart(&spec.rkt).await,
+                }
+            }
+            ApplyStep::CheckHealth { changes } => {
+                tracing::info!(
+                    unit = spec.rkt.api_service_unit,
+                    "the rkt API service was restarted for this change before the agent stopped; checking it"
+                );
+                let health =
+                    rkt_service::wait_for_get_info(&spec.rkt.api_endpoint, self.timeouts.health)
+                        .await;
+                ApplyProgress::Restarted {
+                    changes,
+                    result: health.map(drop).map_err(RestartError::from),
+                }
+            }
             ApplyStep::Commit { changes, restarted } => {
                 self.ledger.applied(&spec.hash);
                 self.save_ledger();
@@ -150,6 +172,14 @@ impl Reconciler {
             }
             ApplyStep::RollBack { cause } => {
                 tracing::warn!(cause, hash = spec.hash, "rolling back");
+                // The files change again: a service that systemd starts from here on (it may restart a failing one
+                // by itself) may run on restored files, so an agent that stops during the rollback must not take
+                // it for the change's restart.
+                if let Some(pending) = &mut self.ledger.pending
+                    && pending.restart_requested_at.take().is_some()
+                {
+                    self.save_ledger();
+                }
                 let result = self.host.roll_back(&mut self.ledger);
                 self.ledger.rolled_back(&spec.hash);
                 self.save_ledger();
@@ -335,9 +365,38 @@ impl Reconciler {
         }
     }
 
+    /// Whether systemd started the spec's rkt API service after the restart that the change under way asked for.
+    async fn restarted_since_request(&self, spec: &RktNodeStateSpec) -> bool {
+        let (Some(pending), Some(systemd)) = (&self.ledger.pending, &self.systemd) else {
+            return false;
+        };
+        let Some(requested) = pending
+            .restart_requested_at
+            .filter(|_| pending.hash == spec.hash)
+        else {
+            return false;
+        };
+        match systemd.main_started_at(&spec.rkt.api_service_unit).await {
+            Ok(started) => started > requested,
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell when the rkt API service started; restarting it");
+                false
+            }
+        }
+    }
+
     fn save_ledger(&self) {
         if let Err(error) = self.ledger_file.save(&self.ledger) {
             tracing::error!(%error, "could not save the ledger");
         }
     }
+}
+
+/// Now, in microseconds since the epoch: systemd's timestamps' unit.
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }

@@ -1,9 +1,12 @@
 //! The rkt API service as the agent drives it: restarted through systemd's D-Bus API, healthy when it answers
 //! GetInfo.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
-use super::systemd::{Systemd, SystemdError};
+use super::{
+    crash_point,
+    systemd::{Systemd, SystemdError},
+};
 use crate::{
     api::RktServiceSpec,
     rkt::client::{RktApiError, get_info},
@@ -48,16 +51,23 @@ pub async fn restart(
     let systemd = systemd.ok_or_else(|| RestartError::NoSystemd {
         unit: rkt.api_service_unit.clone(),
     })?;
+    let unit = Path::new(&rkt.api_service_unit);
+    crash_point::reached("before asking systemd to restart", unit);
     systemd
         .restart(&rkt.api_service_unit, timeouts.restart)
         .await?;
+    crash_point::reached("after systemd restarted", unit);
     wait_for_get_info(&rkt.api_endpoint, timeouts.health).await?;
+    crash_point::reached("after GetInfo answered from", unit);
     Ok(())
 }
 
-/// Polls GetInfo until it answers or `timeout` passes; the rkt version it reports.
+/// Polls GetInfo until it answers or `timeout` passes; the rkt version it reports. A restarted service usually
+/// answers within milliseconds, so the first polls come quickly (50 ms, then twice as long each time, at most
+/// every 500 ms).
 pub async fn wait_for_get_info(endpoint: &str, timeout: Duration) -> Result<String, HealthError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(50);
     loop {
         match get_info(endpoint, Duration::from_secs(2)).await {
             Ok(info) => return Ok(info.rkt_version),
@@ -68,7 +78,10 @@ pub async fn wait_for_get_info(endpoint: &str, timeout: Duration) -> Result<Stri
                     last_error,
                 });
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
         }
     }
 }

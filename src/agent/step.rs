@@ -53,6 +53,9 @@ pub struct ApplyKnowledge<'a> {
     pub drifted: &'a [String],
     /// The spec hash the agent last reported `Applying` for.
     pub announced: Option<&'a str>,
+    /// systemd started the rkt API service after the restart this change asked for (an agent stopped between
+    /// asking and committing): the service already runs on the new files.
+    pub restarted_since_request: bool,
 }
 
 /// Why a change did not take: what the rollback answers.
@@ -114,6 +117,8 @@ pub enum ApplyStep {
     Write,
     /// Restart the spec's rkt API service and wait for GetInfo.
     Restart { changes: Changes },
+    /// Wait for GetInfo from the rkt API service that an earlier agent restarted for this change.
+    CheckHealth { changes: Changes },
     /// Record the spec as applied; `restarted` says whether the service was restarted for it.
     Commit { changes: Changes, restarted: bool },
     /// Put back the files from before the change, which failed for `cause`.
@@ -148,7 +153,12 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
             "recording the change in the ledger failed: {error}"
         ))),
         ApplyProgress::Written(Ok(changes)) if restart_needed(spec, &changes) => {
-            ApplyStep::Restart { changes }
+            // Only if this agent wrote nothing itself: a file it (re)wrote is newer than that restart.
+            if knowledge.restarted_since_request && !changes.written_now {
+                ApplyStep::CheckHealth { changes }
+            } else {
+                ApplyStep::Restart { changes }
+            }
         }
         ApplyProgress::Written(Ok(changes)) => ApplyStep::Commit {
             changes,
@@ -327,6 +337,7 @@ mod tests {
     fn changes(paths: &[&str]) -> Changes {
         Changes {
             paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+            written_now: false,
         }
     }
 
@@ -354,6 +365,7 @@ mod tests {
             ledger,
             drifted: &[],
             announced: None,
+            restarted_since_request: false,
         }
     }
 
@@ -388,6 +400,31 @@ mod tests {
             Do(ApplyStep::Report(Outcome::Applied))
         );
         assert_eq!(next(ApplyProgress::Reported), Next::Done { retry: false });
+    }
+
+    #[test]
+    fn a_service_restarted_for_the_change_before_the_agent_stopped_is_only_checked() {
+        let spec = spec("new");
+        let ledger = applied("old");
+        let knowledge = ApplyKnowledge {
+            restarted_since_request: true,
+            ..knowing(&spec, &ledger)
+        };
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Written(Ok(changes(&[NET])))),
+            Do(ApplyStep::CheckHealth {
+                changes: changes(&[NET])
+            })
+        );
+        // A file this agent wrote (drift repaired while no agent ran, say) is newer than that restart.
+        let rewritten = Changes {
+            written_now: true,
+            ..changes(&[NET])
+        };
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Written(Ok(rewritten.clone()))),
+            Do(ApplyStep::Restart { changes: rewritten })
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ trait Manager {
 
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
 
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+
     /// Without a subscription systemd does not send job signals.
     fn subscribe(&self) -> zbus::Result<()>;
 
@@ -32,6 +34,16 @@ trait Manager {
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+}
+
+#[proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Service {
+    /// When the service's main process last started, in microseconds since the epoch (0: never).
+    #[zbus(property)]
+    fn exec_main_start_timestamp(&self) -> zbus::Result<u64>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +80,17 @@ impl Systemd {
     /// systemd's version string, such as `252.38-1~deb12u1`.
     pub async fn version(&self) -> Result<String, SystemdError> {
         Ok(self.manager.version().await?)
+    }
+
+    /// When the main process of service `unit` last started, in microseconds since the epoch (0: never).
+    pub async fn main_started_at(&self, unit: &str) -> Result<u64, SystemdError> {
+        let path = self.manager.load_unit(unit).await?;
+        let service = ServiceProxy::builder(self.manager.inner().connection())
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        Ok(service.exec_main_start_timestamp().await?)
     }
 
     /// Restarts `unit` and waits for systemd's job to finish; the job's result must be `done`.

@@ -11,6 +11,7 @@ use kube::{
 };
 use serde_json::json;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{
     agent_daemonset::TEMPLATE_HASH_ANNOTATION,
@@ -75,38 +76,51 @@ impl Writer {
 
         let (states, configs, apply) = (&states, &configs, &apply);
         let mut errors = self
-            .each(plan.apply_states, |state| async move {
+            .each("rktnodestate", "apply", plan.apply_states, |state| {
                 let name = state.metadata.name.clone().unwrap_or_default();
-                let result = states.patch(&name, apply, &Patch::Apply(&state)).await;
-                self.record("rktnodestate", "apply", name, result.map(drop))
+                (name.clone(), async move {
+                    states
+                        .patch(&name, apply, &Patch::Apply(&state))
+                        .await
+                        .map(drop)
+                })
             })
             .await;
         errors.extend(
-            self.each(plan.delete_states, |name| async move {
-                let result = gone_is_fine(states.delete(&name, &DeleteParams::background()).await);
-                self.record("rktnodestate", "delete", name, result)
+            self.each("rktnodestate", "delete", plan.delete_states, |name| {
+                (name.clone(), async move {
+                    gone_is_fine(states.delete(&name, &DeleteParams::background()).await)
+                })
             })
             .await,
         );
         errors.extend(
-            self.each(plan.release_states, |release| async move {
-                let patch = Patch::Merge(release.patch());
-                let result = gone_is_fine(
-                    states
-                        .patch(&release.name, &PatchParams::default(), &patch)
-                        .await,
-                );
-                self.record("rktnodestate", "release", release.name, result)
+            self.each("rktnodestate", "release", plan.release_states, |release| {
+                (release.name.clone(), async move {
+                    let patch = Patch::Merge(release.patch());
+                    gone_is_fine(
+                        states
+                            .patch(&release.name, &PatchParams::default(), &patch)
+                            .await,
+                    )
+                })
             })
             .await,
         );
         errors.extend(
-            self.each(plan.statuses, |(name, status)| async move {
-                let result = configs
-                    .patch_status(&name, apply, &Patch::Apply(status_patch(&status)))
-                    .await;
-                self.record("rktnodeconfig_status", "apply", name, result.map(drop))
-            })
+            self.each(
+                "rktnodeconfig_status",
+                "apply",
+                plan.statuses,
+                |(name, status)| {
+                    (name.clone(), async move {
+                        configs
+                            .patch_status(&name, apply, &Patch::Apply(status_patch(&status)))
+                            .await
+                            .map(drop)
+                    })
+                },
+            )
             .await,
         );
 
@@ -114,23 +128,48 @@ impl Writer {
             errors.extend(self.write_daemonset(change).await);
         }
         for event in plan.events {
-            self.publish(event).await;
+            let span = tracing::info_span!("event", config = event.config);
+            self.publish(event).instrument(span).await;
         }
         errors
     }
 
-    /// Runs `write` for every item, at most `concurrency` at once; the writes that failed.
-    async fn each<T, W, F>(&self, items: impl IntoIterator<Item = T>, write: W) -> Vec<WriteError>
+    /// Runs `write` for every item, at most `concurrency` at once (each gives the name of the `resource` object it
+    /// writes, and the write); the writes that failed.
+    async fn each<T, W, F>(
+        &self,
+        resource: &'static str,
+        verb: &'static str,
+        items: impl IntoIterator<Item = T>,
+        mut write: W,
+    ) -> Vec<WriteError>
     where
-        W: FnMut(T) -> F,
-        F: Future<Output = Option<WriteError>>,
+        W: FnMut(T) -> (String, F),
+        F: Future<Output = Result<(), kube::Error>>,
     {
         stream::iter(items)
-            .map(write)
+            .map(|item| {
+                let (name, future) = write(item);
+                self.write_one(resource, verb, name, future)
+            })
             .buffer_unordered(self.concurrency)
             .filter_map(std::future::ready)
             .collect()
             .await
+    }
+
+    /// Runs one write in a span naming its object, so that every line logged meanwhile, kube's own included, says
+    /// what it is about; records its outcome.
+    async fn write_one(
+        &self,
+        resource: &'static str,
+        verb: &'static str,
+        name: String,
+        write: impl Future<Output = Result<(), kube::Error>>,
+    ) -> Option<WriteError> {
+        let span = tracing::info_span!("write", kind = resource, name);
+        let result = write.instrument(span).await;
+        self.record(resource, verb, name, result)
     }
 
     async fn write_daemonset(&self, change: DaemonSetChange) -> Option<WriteError> {
@@ -140,15 +179,20 @@ impl Writer {
                 let name = daemonset.metadata.name.clone().unwrap_or_default();
                 let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
                 let params = PatchParams::apply(FIELD_MANAGER).force();
-                let result = api
-                    .patch(&name, &params, &Patch::Apply(daemonset.as_ref()))
-                    .await;
-                self.record("daemonset", "apply", name, result.map(drop))
+                let write = async {
+                    api.patch(&name, &params, &Patch::Apply(daemonset.as_ref()))
+                        .await
+                        .map(drop)
+                };
+                self.write_one("daemonset", "apply", name.clone(), write)
+                    .await
             }
             DaemonSetChange::Delete { namespace, name } => {
                 let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
-                let result = gone_is_fine(api.delete(&name, &DeleteParams::background()).await);
-                self.record("daemonset", "delete", name, result)
+                let write =
+                    async { gone_is_fine(api.delete(&name, &DeleteParams::background()).await) };
+                self.write_one("daemonset", "delete", name.clone(), write)
+                    .await
             }
         }
     }
@@ -165,7 +209,7 @@ impl Writer {
             Ok(()) => self.metrics.wrote("event", "create"),
             Err(error) => {
                 self.metrics.failed("event");
-                tracing::warn!(%error, config = event.config, "could not record an Event");
+                tracing::warn!(%error, "could not record an Event");
             }
         }
     }

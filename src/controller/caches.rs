@@ -19,6 +19,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::plan::Snapshot;
 use crate::api::{RktNodeConfig, RktNodeState};
@@ -127,18 +128,23 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => {
-                    if matters(&event) {
-                        wake.notify_one();
+    // Every line logged while the watch runs, kube's own included, names what it watches.
+    let span = tracing::info_span!("watch", watch = what);
+    tokio::spawn(
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(event) => {
+                        if matters(&event) {
+                            wake.notify_one();
+                        }
                     }
+                    Err(error) => tracing::warn!(%error, "watch failed; retrying"),
                 }
-                Err(error) => tracing::warn!(%error, watch = what, "watch failed; retrying"),
             }
         }
-    });
+        .instrument(span),
+    );
     store
 }

@@ -10,6 +10,7 @@ mod apply;
 mod caches;
 pub mod config_status;
 mod http;
+mod leadership;
 mod metrics;
 pub mod plan;
 pub mod rollout;
@@ -201,7 +202,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         .build()
         .await
         .map_err(lease_error)?;
-    let (mut leader, _lease_task) = lease.watch().await;
+    let mut leader = leadership::take_part(lease, &args.lease_name, &args.namespace);
 
     let writer = Writer {
         client: client.clone(),
@@ -219,7 +220,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             () = tokio::time::sleep(resync) => {}
             changed = leader.changed() => {
                 if changed.is_err() {
-                    tracing::error!("the leader election task ended; stopping");
+                    tracing::error!(lease = args.lease_name, namespace = args.namespace, "the leader election task ended; stopping");
                     break;
                 }
                 tracing::info!(identity, leader = *leader.borrow(), "leadership changed");
@@ -260,7 +261,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             retry = FIRST_RETRY;
         } else {
             for error in &errors {
-                tracing::warn!(%error, "write failed; retrying in {retry:?}");
+                tracing::warn!(%error, kind = error.resource, name = error.name, "write failed; retrying in {retry:?}");
             }
             let wake = wake.clone();
             tokio::spawn(async move {

@@ -8,6 +8,7 @@
 
 mod admission;
 mod argocd_health;
+mod campaigns;
 mod chart;
 mod controller;
 mod crds;

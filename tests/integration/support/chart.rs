@@ -105,6 +105,24 @@ pub async fn service_account_kubeconfig(
     service_account: &str,
     node: Option<&str>,
 ) -> PathBuf {
+    service_account_kubeconfig_at(
+        cluster,
+        &endpoint(cluster),
+        namespace,
+        service_account,
+        node,
+    )
+    .await
+}
+
+/// As [`service_account_kubeconfig`], for an API server at `endpoint` (a proxy in front of the cluster's).
+pub async fn service_account_kubeconfig_at(
+    cluster: &TestCluster,
+    endpoint: &ClusterEndpoint,
+    namespace: &str,
+    service_account: &str,
+    node: Option<&str>,
+) -> PathBuf {
     let account = ServiceAccountRef {
         namespace: namespace.to_owned(),
         name: service_account.to_owned(),
@@ -112,24 +130,34 @@ pub async fn service_account_kubeconfig(
     let token = service_accounts::token(&cluster.client().await, &account, node, 3600)
         .await
         .unwrap_or_else(|error| panic!("{error:#}"));
-    token_kubeconfig(
-        cluster,
-        &format!(
-            "{namespace}-{service_account}-{}",
-            node.unwrap_or("unbound")
-        ),
-        service_account,
-        &token,
-    )
+    let name = format!(
+        "{namespace}-{service_account}-{}",
+        node.unwrap_or("unbound")
+    );
+    write_token_kubeconfig(endpoint, &name, service_account, &token)
 }
 
 /// A kubeconfig for this cluster that authenticates with `token` as `user`, written under the test target
 /// directory as `<name>.kubeconfig`.
 pub fn token_kubeconfig(cluster: &TestCluster, name: &str, user: &str, token: &str) -> PathBuf {
-    let endpoint =
-        ClusterEndpoint::of(&cluster.kubeconfig).unwrap_or_else(|error| panic!("{error:#}"));
+    write_token_kubeconfig(&endpoint(cluster), name, user, token)
+}
+
+/// A kubeconfig for `endpoint` that authenticates with `token` as `user`, written under the test target directory
+/// as `<name>.kubeconfig`.
+fn write_token_kubeconfig(
+    endpoint: &ClusterEndpoint,
+    name: &str,
+    user: &str,
+    token: &str,
+) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.kubeconfig"));
-    kubeconfig::write(&path, &kubeconfig::for_token(&endpoint, user, token))
+    kubeconfig::write(&path, &kubeconfig::for_token(endpoint, user, token))
         .unwrap_or_else(|error| panic!("{error:#}"));
     path
+}
+
+/// Where the cluster's API server is, as its admin kubeconfig says.
+pub fn endpoint(cluster: &TestCluster) -> ClusterEndpoint {
+    ClusterEndpoint::of(&cluster.kubeconfig).unwrap_or_else(|error| panic!("{error:#}"))
 }

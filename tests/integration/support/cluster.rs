@@ -25,6 +25,8 @@ pub struct TestCluster {
     pub kubeconfig: PathBuf,
     /// Where kubectl, helm and the control plane's binaries are.
     pub tools_bin: PathBuf,
+    /// The harness's control plane (none in the kind profile, whose control plane is kind's).
+    pub plane: Option<ControlPlane>,
 }
 
 /// Tests share the cluster's objects (configs, states, nodes, the chart's release), so those that change them run
@@ -50,6 +52,7 @@ pub fn cluster() -> &'static TestCluster {
         let cluster = TestCluster {
             kubeconfig,
             tools_bin: plane.tools_bin().to_owned(),
+            plane: Some(plane),
         };
         cluster.install_crds();
         cluster
@@ -67,6 +70,7 @@ fn kind_cluster() -> TestCluster {
     let cluster = TestCluster {
         kubeconfig,
         tools_bin: kubectl,
+        plane: None,
     };
     cluster.install_crds();
     cluster

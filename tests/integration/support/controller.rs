@@ -7,10 +7,7 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -27,7 +24,10 @@ use kube::{
         watcher::{self, Event, watcher},
     },
 };
-use rktnetes_e2e::node_objects::{self, Origin};
+use rktnetes_e2e::{
+    kubeconfig::ClusterEndpoint,
+    node_objects::{self, Origin},
+};
 use rktnetes_operator::{
     api::{NodePhase, RktNodeConfig, RktNodeState, node_state::Release},
     controller::rollout::NodeProgress,
@@ -84,9 +84,19 @@ impl ControllerProcess {
     /// Starts a replica the way the Helm chart's Deployment runs it: its arguments, and a token of its
     /// ServiceAccount (so the chart's RBAC is all it has). The chart must be installed.
     pub async fn start_from_chart(cluster: &TestCluster, identity: &str) -> Self {
+        Self::start_from_chart_at(cluster, &chart::endpoint(cluster), identity).await
+    }
+
+    /// As [`ControllerProcess::start_from_chart`], reaching the API server at `endpoint` (a proxy in front of it).
+    pub async fn start_from_chart_at(
+        cluster: &TestCluster,
+        endpoint: &ClusterEndpoint,
+        identity: &str,
+    ) -> Self {
         let args = chart::controller_args(cluster, identity, ANY_LOOPBACK_PORT);
-        let kubeconfig = chart::service_account_kubeconfig(
+        let kubeconfig = chart::service_account_kubeconfig_at(
             cluster,
+            endpoint,
             chart::RELEASE_NAMESPACE,
             "rktnetes-controller",
             None,
@@ -562,9 +572,19 @@ fn progress_of(state: &RktNodeState) -> NodeProgress {
 
 /// Waits until `config` reports every one of `nodes` nodes ready on its current hash; returns that hash.
 pub async fn converged(client: &Client, name: &str, nodes: usize) -> String {
+    converged_within(client, name, nodes, Duration::from_secs(60)).await
+}
+
+/// As [`converged`], waiting up to `limit`.
+pub async fn converged_within(
+    client: &Client,
+    name: &str,
+    nodes: usize,
+    limit: Duration,
+) -> String {
     eventually(
         &format!("{name} converged on {nodes} nodes"),
-        Duration::from_secs(60),
+        limit,
         async || {
             let config = config(client, name).await;
             if let Some(status) = &config.status
@@ -590,20 +610,32 @@ pub async fn converged(client: &Client, name: &str, nodes: usize) -> String {
 
 /// The most nodes that were unavailable (updating or degraded) at once, over every transition of the RktNodeStates:
 /// a watch sees each change in the order the API server made them, so the count after each event is the cluster's
-/// count at that moment, and no breach is too short to be seen. (A relist after a broken watch sees its snapshot
-/// only; the watch is not expected to break in these tests.)
+/// count at that moment, and no breach is too short to be seen. A watch resumed after a broken connection goes on
+/// from the last version it saw and misses nothing; only a relist (the API server could not resume it) sees a
+/// snapshot, and is counted. It also counts, for each node, how many times its spec changed.
 pub struct UnavailableWatch {
-    most: Arc<AtomicUsize>,
+    record: Arc<Mutex<WatchRecord>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What an [`UnavailableWatch`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct WatchRecord {
+    /// The most nodes unavailable at once.
+    pub most: usize,
+    /// Full lists after the first: each a moment the watch could not be resumed.
+    pub relists: usize,
+    /// By node, how many times its spec's hash changed.
+    pub spec_changes: BTreeMap<String, usize>,
 }
 
 impl UnavailableWatch {
     /// Starts watching; returns once the watch holds its first full list, so every later change is seen.
     pub async fn start(client: Client) -> Self {
-        let most = Arc::new(AtomicUsize::new(0));
+        let record = Arc::new(Mutex::new(WatchRecord::default()));
         let (listed, first_list) = tokio::sync::oneshot::channel();
         let task = tokio::spawn({
-            let most = most.clone();
+            let record = record.clone();
             async move {
                 let unavailable = |states: &BTreeMap<String, RktNodeState>| {
                     states
@@ -613,24 +645,42 @@ impl UnavailableWatch {
                         .count()
                 };
                 let mut listed = Some(listed);
-                let mut states = BTreeMap::new();
+                let mut states: BTreeMap<String, RktNodeState> = BTreeMap::new();
                 let mut listing = BTreeMap::new();
                 let watch = watcher(Api::<RktNodeState>::all(client), watcher::Config::default())
                     .default_backoff();
                 let mut watch = std::pin::pin!(watch);
                 while let Some(event) = watch.next().await {
+                    let mut record = record.lock().expect("not poisoned");
+                    let mut seen =
+                        |state: &RktNodeState, states: &BTreeMap<String, RktNodeState>| {
+                            let node = state.name_any();
+                            if states
+                                .get(&node)
+                                .is_some_and(|before| before.spec.hash != state.spec.hash)
+                            {
+                                *record.spec_changes.entry(node).or_default() += 1;
+                            }
+                        };
                     match event {
                         Ok(Event::Init) => listing.clear(),
                         Ok(Event::InitApply(state)) => {
+                            if listed.is_none() {
+                                seen(&state, &states);
+                            }
                             listing.insert(state.name_any(), state);
                         }
                         Ok(Event::InitDone) => {
                             states = std::mem::take(&mut listing);
-                            if let Some(listed) = listed.take() {
-                                let _ = listed.send(());
+                            match listed.take() {
+                                Some(listed) => {
+                                    let _ = listed.send(());
+                                }
+                                None => record.relists += 1,
                             }
                         }
                         Ok(Event::Apply(state)) => {
+                            seen(&state, &states);
                             states.insert(state.name_any(), state);
                         }
                         Ok(Event::Delete(state)) => {
@@ -638,19 +688,24 @@ impl UnavailableWatch {
                         }
                         Err(_) => continue,
                     }
-                    most.fetch_max(unavailable(&states), Ordering::Relaxed);
+                    record.most = record.most.max(unavailable(&states));
                 }
             }
         });
         first_list
             .await
             .expect("the RktNodeState watch lists them once");
-        Self { most, task }
+        Self { record, task }
+    }
+
+    /// Stops watching; what it saw.
+    pub fn finish(self) -> WatchRecord {
+        self.task.abort();
+        self.record.lock().expect("not poisoned").clone()
     }
 
     pub fn most(self) -> usize {
-        self.task.abort();
-        self.most.load(Ordering::Relaxed)
+        self.finish().most
     }
 }
 

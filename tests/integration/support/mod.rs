@@ -8,6 +8,7 @@ pub mod controller;
 pub mod corpus;
 mod eventually;
 pub mod fixtures;
+pub mod hostile_api;
 pub mod nodes;
 pub mod scenario;
 

@@ -104,12 +104,19 @@ pub fn nodes(cluster: &TestCluster) -> &'static [&'static str] {
 /// the DaemonSet's pods, whose tokens the kubelet keeps.
 pub fn start_agents() {
     if !kind_profile() {
-        let names: Vec<String> = node_names().iter().map(|name| (*name).to_owned()).collect();
-        with_harness(async |client, endpoint| {
-            rktnetes_e2e::start_agents(&client, &endpoint, &machines(), &names, &agent_account())
-                .await
-        });
+        with_harness(async |client, endpoint| restart_agents(&client, &endpoint).await);
     }
+}
+
+/// (Re)starts the local machines' agents reaching the API server at `endpoint` (a proxy in front of it, on this
+/// host; the machines reach it at their host address), with fresh tokens of the chart's agent ServiceAccount.
+pub fn start_agents_at(endpoint: &ClusterEndpoint) {
+    with_harness(async |client, _| restart_agents(&client, endpoint).await);
+}
+
+async fn restart_agents(client: &Client, endpoint: &ClusterEndpoint) -> anyhow::Result<()> {
+    let names: Vec<String> = node_names().iter().map(|name| (*name).to_owned()).collect();
+    rktnetes_e2e::start_agents(client, endpoint, &machines(), &names, &agent_account()).await
 }
 
 fn machines() -> Machines {
@@ -188,6 +195,24 @@ fn node_exec(node: &str, command: &[&str]) -> Command {
             .command(node, command)
             .unwrap_or_else(|error| panic!("cannot run a command in {node}: {error:#}")),
     }
+}
+
+/// A node's root directory as this process sees it, to read the node's files without entering it (local
+/// machines only).
+pub fn node_root(node: &str) -> std::path::PathBuf {
+    machines()
+        .root_of(node)
+        .unwrap_or_else(|error| panic!("{error:#}"))
+}
+
+/// Starts `command` in a node with its output piped, without waiting for it.
+pub fn node_spawn(node: &str, command: &[&str]) -> std::process::Child {
+    node_exec(node, command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run a command in {node}: {error}"))
 }
 
 /// Runs a shell command inside a node; returns its output whatever its exit status.

@@ -92,3 +92,34 @@ pub fn node_conditions(node: &Node) -> BTreeMap<String, (String, String, String)
         })
         .collect()
 }
+
+/// How many GetInfo calls the node's rkt API service has answered since the node booted (the stand-in logs each):
+/// the agent's checks of its node, seen from the service it checks.
+pub fn get_info_calls(node: &str) -> usize {
+    node_ok(
+        node,
+        "journalctl -q -b -o cat -u rkt-api.service | grep -c 'GetInfo' || true",
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
+/// Waits until the agent on `node` has checked its node at least twice more: whatever it would write at rest, it
+/// has written by then.
+pub async fn two_more_checks(node: &str) {
+    let from = get_info_calls(node);
+    eventually(
+        "the agent checks its node twice more",
+        REACTION,
+        async || {
+            let calls = get_info_calls(node);
+            if calls >= from + 2 {
+                Ok(())
+            } else {
+                Err(format!("{} GetInfo calls since", calls - from))
+            }
+        },
+    )
+    .await;
+}

@@ -5,6 +5,7 @@
 //! list), rkt's global flags, and rkt's reading and refusing of its configuration at start.
 
 mod api_service;
+pub mod fault;
 mod global_flags;
 mod version;
 
@@ -57,6 +58,10 @@ pub enum Command {
 /// Why the stand-in stopped with a failure. The messages begin with the subcommand, as rkt's do.
 #[derive(Debug, thiserror::Error)]
 pub enum StandInError {
+    #[error("api-service: {0}")]
+    Fault(#[from] fault::FaultFileError),
+    #[error("api-service: {0}")]
+    Injected(String),
     #[error("api-service: cannot get configuration: {0}")]
     Config(#[from] ConfigError),
     #[error("api-service: cannot evaluate the data directory {path}: {source}")]

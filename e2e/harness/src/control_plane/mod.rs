@@ -35,10 +35,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use self::{
-    components::{COMPONENTS, Component},
-    pki::Pki,
-};
+pub use self::components::Component;
+use self::{components::COMPONENTS, pki::Pki};
 use crate::{
     kubeconfig::{self, ClusterEndpoint},
     log,
@@ -137,6 +135,15 @@ impl ControlPlane {
     /// The admin kubeconfig (client certificate of `system:masters`).
     pub fn admin_kubeconfig(&self) -> PathBuf {
         self.state.join("admin.kubeconfig")
+    }
+
+    /// The API server's serving certificate and key (PEM): what a test's stand-in for the API server presents, so
+    /// that clients trusting this cluster's CA at any of its addresses trust it too.
+    pub fn api_serving_identity(&self) -> (PathBuf, PathBuf) {
+        (
+            self.pki.file("apiserver.crt"),
+            self.pki.file("apiserver.key"),
+        )
     }
 
     /// Where the control plane's binaries, kubectl and helm are.
@@ -253,6 +260,32 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Kills one running component as a crash would (SIGKILL, its state kept), starts it again and waits until it
+    /// answers: a real outage of the API server or of etcd, for the tests that must live through one. Returns how
+    /// long it was away.
+    pub fn crash_and_restart(&self, component: Component) -> anyhow::Result<Duration> {
+        let _lock = self.owned_dir().lock()?;
+        let pids = self.running(component);
+        anyhow::ensure!(!pids.is_empty(), "{} is not running", component.program());
+        let started = Instant::now();
+        processes::kill(&pids, component.program())?;
+        log(format!(
+            "killed {} ({pids:?}); starting it again",
+            component.program()
+        ));
+        // The killed process's connections linger a while (FIN_WAIT) and keep its port from being bound again.
+        let deadline = Instant::now() + self.timeout;
+        while let Err(error) = self.ports_free(component) {
+            if Instant::now() >= deadline {
+                return Err(error);
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        self.start(component)?;
+        self.wait_for(component, component.readiness(), || component.healthy(self))?;
+        Ok(started.elapsed())
+    }
+
     /// Whether every component is this control plane's, running and answering.
     pub fn healthy(&self) -> bool {
         self.state.join(MARKER).is_file()
@@ -302,6 +335,36 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Fails, naming the port, unless every port `component` listens on can be bound now.
+    fn ports_free(&self, component: Component) -> anyhow::Result<()> {
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let ports = match component {
+            Component::Etcd => vec![
+                (loopback, self.ports.etcd_client),
+                (loopback, self.ports.etcd_peer),
+            ],
+            // Go listens on a wildcard address with a dual-stack socket: the IPv6 wildcard is checked too.
+            Component::KubeApiserver if self.bind.is_unspecified() => vec![
+                (self.bind, self.ports.apiserver),
+                (
+                    IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+                    self.ports.apiserver,
+                ),
+            ],
+            Component::KubeApiserver => vec![(self.bind, self.ports.apiserver)],
+            Component::KubeControllerManager => vec![(loopback, self.ports.controller_manager)],
+        };
+        for (address, port) in ports {
+            TcpListener::bind((address, port)).with_context(|| {
+                format!(
+                    "{}'s port {address}:{port} is still taken",
+                    component.program()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Fails, naming the holder, when something that is not ours listens on a port it needs.
     fn check_ports(&self) -> anyhow::Result<()> {
         let loopback = IpAddr::from([127, 0, 0, 1]);
@@ -335,8 +398,12 @@ impl ControlPlane {
     /// Starts a component in a session of its own, so it outlives its caller and a caller's process-group kill.
     fn start(&self, component: Component) -> anyhow::Result<()> {
         let path = self.log_file(component);
-        let log_file =
-            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        // Appended to: a restarted component's log keeps what it said before (`up` starts from an empty directory).
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
         let program = self.tools_bin.join(component.program());
         let mut command = Command::new(&program);
         command

@@ -6,7 +6,7 @@ use std::{fs, thread, time::Duration, time::Instant};
 use anyhow::{Context, bail};
 
 use super::{
-    Lane,
+    Lane, disk,
     lane::{output, run_quiet, run_to_stderr},
     log,
 };
@@ -95,6 +95,7 @@ pub fn create_or_reuse(lane: &Lane, node_image: &str) -> anyhow::Result<()> {
         log(format!("reusing the kind cluster {}", lane.cluster));
         export_kubeconfig(lane)?;
     } else {
+        disk::make_room(lane)?;
         log(format!(
             "creating the kind cluster {} ({node_image}: one control plane, four workers)",
             lane.cluster

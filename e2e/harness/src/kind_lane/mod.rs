@@ -9,6 +9,7 @@
 mod chart;
 mod cluster;
 mod diagnostics;
+mod disk;
 mod images;
 mod lane;
 pub mod pulls;

@@ -373,6 +373,14 @@ impl Machines {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Machine `node`'s root as the host sees it (`/proc/<its init>/root`): its files, read without entering it.
+    pub fn root_of(&self, node: &str) -> anyhow::Result<PathBuf> {
+        let name = node::resolve(node);
+        let init = boot::init_pid(&self.nodes_dir, &name)
+            .with_context(|| format!("{name} is not running"))?;
+        Ok(PathBuf::from(format!("/proc/{}/root", init.0)))
+    }
+
     /// What `command` prints in machine `name`, trimmed, whatever its status; empty when it cannot run. For polling.
     fn quiet_output(&self, name: &str, command: &[&str]) -> String {
         self.command(name, command)

@@ -175,10 +175,12 @@ pub fn configure(root: &Path, node_files: &Path, identity: &Identity<'_>) -> any
         &units.join("rkt-api.service.d/10-rkt-version.conf"),
         &format!("[Service]\nEnvironment=RKT_STANDIN_VERSION={rkt_version}\n"),
     )?;
-    // Checks every 3 s (30 s by default) so that the tests see a stopped rkt API service quickly.
+    // Checks every 3 s (30 s by default) so that the tests see a stopped rkt API service quickly, and gives a
+    // restarted one 5 s to answer (30 s by default; the stand-in answers within milliseconds), so that a broken
+    // change is rolled back quickly.
     write(
         &root.join("etc/rktnetes/agent.env"),
-        &format!("NODE_NAME={name}\nRKTNETES_CHECK_INTERVAL=3\n"),
+        &format!("NODE_NAME={name}\nRKTNETES_CHECK_INTERVAL=3\nRKTNETES_HEALTH_TIMEOUT=5\n"),
     )
 }
 
