@@ -6,7 +6,7 @@
 
 mod operating;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::{core::v1::Node, events::v1::Event};
 use kube::{
@@ -21,7 +21,10 @@ use crate::support::{
     controller::{UnavailableWatch, apply_config, condition, config, converged, states},
     eventually,
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
-    scenario::{NET_FILE, REACTION, STAGE1_FILE, bridge_example, main_pid, node_conditions, setup},
+    scenario::{
+        NET_FILE, REACTION, STAGE1_FILE, bridge_example, main_pid, node_conditions, setup,
+        two_more_checks,
+    },
 };
 
 #[tokio::test]
@@ -87,23 +90,21 @@ async fn the_bridge_config_converges_and_its_network_works_on_every_node() {
             "{node}: no default route via 10.22.0.1 in {routes}"
         );
 
-        let node_object = Api::<Node>::all(client.clone())
-            .get(node)
-            .await
-            .expect("the node exists");
-        let conditions = node_conditions(&node_object);
-        for type_ in [
-            "RktNetworkReady",
-            "RktAPIServiceReady",
-            "RktVersionMatches",
-            "RktSystemdSupported",
-        ] {
-            assert_eq!(
-                conditions.get(type_).map(|c| c.0.as_str()),
-                Some("True"),
-                "{node}: {type_} {conditions:?}"
-            );
-        }
+        // The agent writes the RktNodeState status first and the Node's conditions after it.
+        let nodes = Api::<Node>::all(client.clone());
+        eventually("the node's rkt conditions are True", REACTION, async || {
+            let conditions = node_conditions(&nodes.get(node).await.ok()?);
+            [
+                "RktNetworkReady",
+                "RktAPIServiceReady",
+                "RktVersionMatches",
+                "RktSystemdSupported",
+            ]
+            .iter()
+            .all(|type_| conditions.get(*type_).map(|c| c.0.as_str()) == Some("True"))
+            .then_some(())
+        })
+        .await;
     }
     let config = config(&client, "bridge").await;
     assert_eq!(config.status.as_ref().map(|s| s.ready_nodes), Some(3));
@@ -333,16 +334,17 @@ async fn a_node_with_an_older_rkt_reports_the_mismatch() {
         "{}",
         mismatch.message
     );
-    let node = Api::<Node>::all(client.clone())
-        .get(*OLD_RKT_NODE)
-        .await
-        .expect("the node");
-    assert_eq!(
-        node_conditions(&node)
-            .get("RktVersionMatches")
-            .map(|c| c.0.as_str()),
-        Some("False")
-    );
+    // The agent writes the RktNodeState status first and the Node's conditions after it.
+    let nodes = Api::<Node>::all(client.clone());
+    eventually(
+        "the Node's RktVersionMatches is False",
+        REACTION,
+        async || {
+            let conditions = node_conditions(&nodes.get(*OLD_RKT_NODE).await.ok()?);
+            (conditions.get("RktVersionMatches")?.0 == "False").then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -429,7 +431,7 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
 
     // The agent checks its node every few seconds (3 s here); at rest those checks write nothing.
     let before = states(&client).await[node].resource_version();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    two_more_checks(node).await;
     assert_eq!(
         states(&client).await[node].resource_version(),
         before,
