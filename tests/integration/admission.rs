@@ -52,6 +52,7 @@ async fn examples_are_admitted() {
 pub fn edge_cases() -> Vec<(&'static str, Value)> {
     let bridge = |bridge: Value| bridge_example().set("/spec/network/contained/bridge", bridge);
     let selector = |selector: Value| bridge_example().set("/spec/nodeSelector", selector);
+    let stage1 = |stage1: Value| bridge_example().set("/spec/stage1", stage1);
     let custom = |config: Value| {
         bridge_example().set(
             "/spec/network/contained",
@@ -67,6 +68,10 @@ pub fn edge_cases() -> Vec<(&'static str, Value)> {
         ("a prefixed label key and an empty value", selector(json!({"matchLabels": {"node.example.com/pool": ""}}))),
         ("a 63-character label name", selector(json!({"matchExpressions": [{"key": "a".repeat(63), "operator": "Exists"}]}))),
         ("nested plain plugin types", custom(json!({"type": "flannel", "delegate": {"type": "bridge", "ipam": {"type": "host-local"}}}))),
+        ("a stage1 location on an IPv6 host with a port", stage1(json!({"location": "http://[fd00::1]:8080/stage1-coreos.aci"}))),
+        ("a stage1 location on a docker registry, with a tag", stage1(json!({"location": "docker://quay.io/coreos/stage1:1.30.0"}))),
+        ("a stage1 location with user, escapes, query and fragment", stage1(json!({"location": "https://ci:t%40ken@mirror.example/a%20b/stage1.aci?v=1#sha512"}))),
+        ("a stage1 location file URL", stage1(json!({"location": "file:///opt/rkt/stage1-coreos.aci"}))),
         ("chained plain plugin types", custom(json!({"type": "bridge", "plugins": [{"type": "bridge", "ipam": {"type": "host-local"}}, {"type": "portmap"}]}))),
     ]
     .into_iter()

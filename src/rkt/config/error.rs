@@ -75,10 +75,7 @@ pub enum Problem {
     )]
     LocationWithoutScheme { location: String },
     #[error("the default stage1 image location {location:?} is an invalid URL: {reason}")]
-    LocationNotAUrl {
-        location: String,
-        reason: &'static str,
-    },
+    LocationNotAUrl { location: String, reason: String },
     #[error(
         "the default stage1 image location URL {location:?} has invalid scheme {scheme:?}, \
          allowed schemes are \"docker\", \"file\", \"http\", \"https\""

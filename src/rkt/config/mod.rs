@@ -16,6 +16,7 @@
 
 mod error;
 mod go_json;
+mod go_url;
 mod paths;
 mod stage1;
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{ConfigError, FromFile, Problem, go_json::string_fields};
+use super::{ConfigError, FromFile, Problem, go_json::string_fields, go_url};
 
 /// The kind of the files in `stage1.d`.
 pub(super) const KIND: &str = "stage1";
@@ -76,40 +76,22 @@ impl Stage1Config {
     }
 }
 
-/// A location is an absolute path or a URL with one of the schemes rkt fetches stage1 images from. The scheme is
-/// found as Go's `net/url` finds it (a letter, then letters, digits, `+`, `-` or `.`, up to the first `:`) and
-/// compared in lower case, as Go stores it.
+/// A location is an absolute path or a URL with one of the schemes rkt fetches stage1 images from, as rkt decides:
+/// a path is not parsed; anything else must be a URL that Go's `net/url` parses, with a scheme, which Go stores in
+/// lower case.
 fn check_location(location: &str) -> Result<(), Problem> {
     if location.starts_with('/') {
         return Ok(());
     }
-    if location.chars().any(|c| c < ' ' || c == '\x7f') {
-        return Err(Problem::LocationNotAUrl {
-            location: location.to_owned(),
-            reason: "it contains a control character",
-        });
-    }
-    if location.starts_with(':') {
-        return Err(Problem::LocationNotAUrl {
-            location: location.to_owned(),
-            reason: "missing protocol scheme",
-        });
-    }
-    let scheme = location
-        .split_once(':')
-        .map(|(scheme, _)| scheme)
-        .filter(|scheme| {
-            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        });
-    let Some(scheme) = scheme else {
+    let scheme = go_url::scheme(location).map_err(|reason| Problem::LocationNotAUrl {
+        location: location.to_owned(),
+        reason,
+    })?;
+    if scheme.is_empty() {
         return Err(Problem::LocationWithoutScheme {
             location: location.to_owned(),
         });
-    };
-    let scheme = scheme.to_ascii_lowercase();
+    }
     if matches!(scheme.as_str(), "docker" | "file" | "http" | "https") {
         Ok(())
     } else {
@@ -156,5 +138,13 @@ mod tests {
             check_location("://nothing"),
             Err(Problem::LocationNotAUrl { .. })
         ));
+        // rkt parses a URL before it looks at its scheme: what Go's net/url refuses is refused with Go's reason.
+        assert_eq!(
+            check_location("http://[::1"),
+            Err(Problem::LocationNotAUrl {
+                location: "http://[::1".to_owned(),
+                reason: "missing ']' in host".to_owned(),
+            })
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! `rkt api-service`: rkt's read-only gRPC API, answering GetInfo as rkt does and ListPods with no pods (the
-//! stand-in runs none). Like rkt it reads its configuration when it starts and refuses to start on an invalid one,
-//! and it stops gracefully on SIGTERM or SIGINT.
+//! `rkt api-service`: rkt's read-only gRPC API, answering GetInfo as rkt does, and ListPods and ListImages with
+//! empty lists (the stand-in runs no pods and stores no images). Like rkt it opens its socket, then reads its
+//! configuration and refuses to start on an invalid one, and it stops gracefully on SIGTERM or SIGINT.
 
 use std::{
     net::SocketAddr,
@@ -22,7 +22,8 @@ use super::{
 use rktnetes_operator::rkt::{
     API_VERSION, APPC_VERSION, DEFAULT_API_ENDPOINT,
     v1alpha::{
-        self, GetInfoRequest, GetInfoResponse, Info, ListPodsRequest, ListPodsResponse,
+        self, GetInfoRequest, GetInfoResponse, Info, ListImagesRequest, ListImagesResponse,
+        ListPodsRequest, ListPodsResponse,
         public_api_server::{PublicApi, PublicApiServer},
     },
 };
@@ -86,6 +87,14 @@ impl PublicApi for PublicApiService {
     ) -> Result<Response<ListPodsResponse>, Status> {
         Ok(Response::new(ListPodsResponse { pods: Vec::new() }))
     }
+
+    /// rkt lists the images of its store that match any of the filters; the stand-in's store is empty.
+    async fn list_images(
+        &self,
+        _request: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        Ok(Response::new(ListImagesResponse { images: Vec::new() }))
+    }
 }
 
 /// Runs the API service on `listen` (HOST:PORT) until SIGTERM or SIGINT, then lets calls in flight finish
@@ -96,25 +105,28 @@ pub async fn run(
     rkt_version: String,
 ) -> Result<(), StandInError> {
     tracing::info!("API service starting...");
-    let data_dir = data_dir(flags)?;
-    let fault = fault::injected()?;
-    if let Some(fault) = &fault
-        && fault.mode == FaultMode::Exit
-    {
-        return Err(StandInError::Injected(fault.cause.clone()));
-    }
     // rkt takes an empty --listen for its default.
     let address = if listen.is_empty() {
         DEFAULT_API_ENDPOINT
     } else {
         listen
     };
+    // As rkt (`openAPISockets`): the line first, then the socket; the configuration is read after both, when the
+    // service opens its image store, so an invalid configuration is reported by a service that was listening.
+    tracing::info!("Listening on {address}");
     let listener = listen_on(address).await?;
-    match listener.local_addr() {
-        Ok(local) if local.to_string() != address => {
-            tracing::info!("Listening on {address} ({local})");
-        }
-        _ => tracing::info!("Listening on {address}"),
+    // rkt says no more; a port of the kernel's choosing (`:0`, as the tests ask for) is worth a line of its own.
+    if let Ok(local) = listener.local_addr()
+        && local.to_string() != address
+    {
+        tracing::info!("Bound to {local}");
+    }
+    let data_dir = data_dir(flags)?;
+    let fault = fault::injected()?;
+    if let Some(fault) = &fault
+        && fault.mode == FaultMode::Exit
+    {
+        return Err(StandInError::Injected(fault.cause.clone()));
     }
     let mut terminate = signal(SignalKind::terminate()).map_err(StandInError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StandInError::Signals)?;

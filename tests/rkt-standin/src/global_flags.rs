@@ -84,20 +84,34 @@ fn clean(path: &Path) -> PathBuf {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InsecureOptions(u16);
 
-/// Each option and the features it disables; `all-fetch`, `all-run` and `all` are unions of the others.
+const IMAGE: u16 = 1;
+const TLS: u16 = 1 << 1;
+/// Ignored by rkt since 1.x and left for compatibility: named on its own it still shows, but `all` and `all-run`
+/// do not include it.
+const ONDISK: u16 = 1 << 2;
+const HTTP: u16 = 1 << 3;
+const PUBKEY: u16 = 1 << 4;
+const CAPABILITIES: u16 = 1 << 5;
+const PATHS: u16 = 1 << 6;
+const SECCOMP: u16 = 1 << 7;
+const ALL_FETCH: u16 = IMAGE | TLS | HTTP | PUBKEY;
+const ALL_RUN: u16 = CAPABILITIES | PATHS | SECCOMP;
+
+/// Each option and the features it disables, in rkt's order; `all-fetch`, `all-run` and `all` are unions of the
+/// others.
 const INSECURE_OPTIONS: [(&str, u16); 12] = [
     ("none", 0),
-    ("image", 1),
-    ("tls", 1 << 1),
-    ("ondisk", 1 << 2),
-    ("http", 1 << 3),
-    ("pubkey", 1 << 4),
-    ("capabilities", 1 << 5),
-    ("paths", 1 << 6),
-    ("seccomp", 1 << 7),
-    ("all-fetch", 1 | 1 << 1 | 1 << 3 | 1 << 4),
-    ("all-run", 1 << 2 | 1 << 5 | 1 << 6 | 1 << 7),
-    ("all", 0xff),
+    ("image", IMAGE),
+    ("tls", TLS),
+    ("ondisk", ONDISK),
+    ("http", HTTP),
+    ("pubkey", PUBKEY),
+    ("capabilities", CAPABILITIES),
+    ("paths", PATHS),
+    ("seccomp", SECCOMP),
+    ("all-fetch", ALL_FETCH),
+    ("all-run", ALL_RUN),
+    ("all", ALL_FETCH | ALL_RUN),
 ];
 
 impl InsecureOptions {
@@ -169,9 +183,16 @@ mod tests {
         assert_eq!(shown("none"), "none");
         assert_eq!(shown("image,tls"), "image,tls");
         assert_eq!(shown("tls,image"), "image,tls");
+        assert_eq!(shown("all-run"), "capabilities,paths,seccomp,all-run");
+        // rkt's `all` leaves out `ondisk`, which it ignores; named on its own, it shows.
         assert_eq!(
-            shown("all-run"),
-            "ondisk,capabilities,paths,seccomp,all-run"
+            shown("all"),
+            "image,tls,http,pubkey,capabilities,paths,seccomp,all-fetch,all-run"
+        );
+        assert_eq!(shown("ondisk"), "ondisk");
+        assert_eq!(
+            shown("all,ondisk"),
+            "image,tls,ondisk,http,pubkey,capabilities,paths,seccomp,all-fetch,all-run"
         );
         assert_eq!(shown("IMAGE"), "image");
         assert_eq!(shown(""), "none");

@@ -87,8 +87,12 @@ pub enum StandInError {
     Stdout(std::io::Error),
 }
 
-/// rkt's exit status for every failure of a command (rkt `rkt/rkt.go`).
+/// rkt's exit status for every failure of a command and for a command line it cannot parse (rkt `rkt/rkt.go`,
+/// `rkt/main.go`).
 pub const FAILURE_EXIT_CODE: u8 = 254;
+
+/// rkt's exit status when no command is given (rkt `runMissingCommand`).
+pub const MISSING_COMMAND_EXIT_CODE: u8 = 2;
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), StandInError> {

@@ -3,13 +3,16 @@
 
 use std::{io::IsTerminal, process::ExitCode};
 
-use clap::Parser;
-use rkt_standin::{Cli, FAILURE_EXIT_CODE};
+use clap::{CommandFactory, Parser, error::ErrorKind};
+use rkt_standin::{Cli, FAILURE_EXIT_CODE, MISSING_COMMAND_EXIT_CODE};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let default_level = if cli.global.debug { "debug" } else { "info" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -24,6 +27,26 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
+            ExitCode::from(FAILURE_EXIT_CODE)
+        }
+    }
+}
+
+/// Help is printed with success; a command line without a command gets rkt's `missing command` and the help, exit
+/// status 2; any other bad command line is printed and exits as rkt's do, with 254 (rkt `rkt/main.go`).
+fn usage_error(error: &clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("missing command");
+            let _ = Cli::command().print_help();
+            ExitCode::from(MISSING_COMMAND_EXIT_CODE)
+        }
+        _ => {
+            let _ = error.print();
             ExitCode::from(FAILURE_EXIT_CODE)
         }
     }

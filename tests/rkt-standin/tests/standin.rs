@@ -12,7 +12,10 @@ use std::{
 use rkt_standin::{BUILD_VERSION, rkt_version};
 use rktnetes_operator::rkt::{
     RktApiError, get_info,
-    v1alpha::{GetInfoRequest, ListPodsRequest, public_api_client::PublicApiClient},
+    v1alpha::{
+        GetInfoRequest, ImageFilter, ListImagesRequest, ListPodsRequest,
+        public_api_client::PublicApiClient,
+    },
     version_from_cli,
 };
 
@@ -80,12 +83,12 @@ impl ApiService {
         }
     }
 
-    /// The address in its `Listening on 127.0.0.1:0 (127.0.0.1:PORT)` line.
+    /// The address in its `Bound to 127.0.0.1:PORT` line, which follows rkt's `Listening on 127.0.0.1:0`.
     fn reported_endpoint(&self) -> Option<String> {
         let stderr = self.stderr();
-        let line = stderr.lines().find(|line| line.contains("Listening on"))?;
-        let (_, bound) = line.rsplit_once('(')?;
-        Some(bound.trim_end_matches(')').trim().to_owned())
+        let line = stderr.lines().find(|line| line.contains("Bound to "))?;
+        let (_, bound) = line.rsplit_once("Bound to ")?;
+        Some(bound.trim().to_owned())
     }
 
     fn stderr(&self) -> String {
@@ -196,7 +199,7 @@ fn help_says_it_is_a_stand_in() {
 }
 
 #[tokio::test]
-async fn api_service_answers_get_info_and_list_pods_and_stops_on_sigterm() {
+async fn api_service_answers_get_info_list_pods_and_list_images_and_stops_on_sigterm() {
     let dir = scratch();
     let local = dir.path().join("etc/rkt");
     let data = dir.path().join("var/lib/rkt");
@@ -268,6 +271,25 @@ async fn api_service_answers_get_info_and_list_pods_and_stops_on_sigterm() {
         .into_inner()
         .pods;
     assert!(pods.is_empty());
+    // As rkt with an empty image store: an empty list, with filters or without.
+    for filters in [
+        Vec::new(),
+        vec![ImageFilter {
+            prefixes: vec!["coreos.com/rkt/stage1".to_owned()],
+            ..ImageFilter::default()
+        }],
+    ] {
+        let images = client
+            .list_images(ListImagesRequest {
+                filters,
+                detail: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        assert!(images.is_empty());
+    }
 
     let killed = Command::new("kill")
         .args(["-TERM", &service.child.id().to_string()])
@@ -349,6 +371,13 @@ async fn api_service_refuses_to_start_on_a_stage1_conflict() {
     assert_eq!(status.code(), Some(254), "{status}");
     let stderr = service.stderr();
     assert!(stderr.contains("cannot get configuration"), "{stderr}");
+    // As rkt, the socket is opened before the configuration is read.
+    assert!(
+        stderr
+            .find("Listening on")
+            .is_some_and(|listening| Some(listening) < stderr.find("cannot get configuration")),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&first.display().to_string())
             && stderr.contains(&second.display().to_string()),
@@ -430,4 +459,24 @@ async fn version_from_cli_names_a_missing_binary() {
     .unwrap_err();
     assert!(matches!(error, RktApiError::Spawn { .. }), "{error}");
     assert!(error.to_string().contains(missing), "{error}");
+}
+
+#[test]
+fn a_bad_command_line_exits_as_rkts_does() {
+    // Flags and commands rkt cannot parse: 254, as every rkt failure.
+    for args in [
+        &["--no-such-flag", "version"][..],
+        &["--insecure-options=bogus", "version"],
+        &["--insecure-options=image,image", "version"],
+        &["no-such-command"],
+        &["api-service", "--listen"],
+    ] {
+        let output = rkt().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(254), "{args:?}: {output:?}");
+        assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+    // No command: rkt says so and shows its help, with 2.
+    let output = rkt().output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing command"));
 }
