@@ -1,6 +1,6 @@
 //! Go's `net/url.Parse` as far as rkt relies on it: rkt refuses a stage1 `location` that Go cannot parse as a URL
 //! (rkt `rkt/config/stage1.go`), so the reader finds the same scheme and refuses the same strings, with Go's
-//! reasons. Only the checks are kept (an address in brackets is decoded to be read). The rules are those of rkt
+//! reasons. Only the checks are kept; what is decoded is thrown away but for an address in brackets. The rules are those of rkt
 //! v1.30.0 built from its source with Go 1.26 in GOPATH mode, and were held against that build: a host in brackets
 //! must be an IPv6 address, and a port follows a host's last colon.
 
@@ -107,7 +107,7 @@ fn check_host(host: &str) -> Result<(), String> {
     if let Some(colon) = host.rfind(':') {
         check_port(&host[colon..])?;
     }
-    unescape(host, Part::Host)
+    unescape(host, Part::Host).map(drop)
 }
 
 /// `[IPv6]` or `[IPv6%25zone]`, then an optional port.
@@ -115,18 +115,16 @@ fn check_ip_literal(host: &str) -> Result<(), String> {
     let close = host
         .rfind(']')
         .ok_or_else(|| "missing ']' in host".to_owned())?;
-    let port = &host[close + 1..];
-    check_port(port)?;
-    unescape(port, Part::Host)?;
+    // Only digits may follow: nothing there to unescape.
+    check_port(&host[close + 1..])?;
     let inside = &host[1..close];
-    match inside.find("%25") {
+    let address = match inside.find("%25") {
         Some(zone) => {
-            unescape(&inside[..zone], Part::Host)?;
-            unescape(&inside[zone..], Part::Zone)?;
+            unescape(&inside[..zone], Part::Host)? + &unescape(&inside[zone..], Part::Zone)?
         }
         None => unescape(inside, Part::Host)?,
-    }
-    check_address(&decoded(inside))
+    };
+    check_address(&address)
 }
 
 /// Go's `netip.ParseAddr` on the host in brackets, which must be IPv6 (an IPv4-mapped one too). Where Go explains
@@ -167,9 +165,10 @@ fn check_port(port: &str) -> Result<(), String> {
     }
 }
 
-/// Go's `unescape`, checking only: every `%` starts two hex digits, and a host or zone holds only what it may.
-fn unescape(text: &str, part: Part) -> Result<(), String> {
+/// Go's `unescape`: every `%` starts two hex digits, and a host or zone holds only what it may; the text decoded.
+fn unescape(text: &str, part: Part) -> Result<String, String> {
     let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
         let byte = bytes[index];
@@ -188,6 +187,7 @@ fn unescape(text: &str, part: Part) -> Result<(), String> {
             if refused {
                 return Err(format!("invalid URL escape {escape:?}"));
             }
+            decoded.push(value);
             index += 3;
             continue;
         }
@@ -197,9 +197,10 @@ fn unescape(text: &str, part: Part) -> Result<(), String> {
                 char::from(byte).to_string()
             ));
         }
+        decoded.push(byte);
         index += 1;
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&decoded).into_owned())
 }
 
 fn host_byte(byte: u8) -> bool {
@@ -210,31 +211,6 @@ fn hex_value(byte: u8) -> Option<u8> {
     char::from(byte)
         .to_digit(16)
         .and_then(|d| u8::try_from(d).ok())
-}
-
-/// `text` with its `%XX` escapes decoded (they are known to be well-formed), as Go shows an address it refused.
-fn decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| {
-                Some(hex_value(*bytes.get(index + 1)?)? << 4 | hex_value(*bytes.get(index + 2)?)?)
-            })
-            .flatten();
-        match escaped {
-            Some(value) => {
-                out.push(value);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
