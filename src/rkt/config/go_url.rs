@@ -173,7 +173,8 @@ fn unescape(text: &str, part: Part) -> Result<String, String> {
     while index < bytes.len() {
         let byte = bytes[index];
         if byte == b'%' {
-            let escape = &text[index..(index + 3).min(text.len())];
+            // The bytes, not a slice of the text: a multi-byte character may follow the `%`.
+            let escape = String::from_utf8_lossy(&bytes[index..(index + 3).min(bytes.len())]);
             let hex = |offset: usize| bytes.get(index + offset).copied().and_then(hex_value);
             let (Some(high), Some(low)) = (hex(1), hex(2)) else {
                 return Err(format!("invalid URL escape {escape:?}"));
@@ -288,6 +289,11 @@ mod tests {
                 "net/url: invalid control character in URL",
             ),
             ("://nothing", "missing protocol scheme"),
+            (
+                "http://mirror.example/%\u{20ac}",
+                "invalid URL escape \"%\u{fffd}\"",
+            ),
+            ("http://ex%\u{e9}/", "invalid URL escape \"%\u{e9}\""),
             (
                 "1http://x",
                 "first path segment in URL cannot contain colon",
