@@ -93,7 +93,7 @@ kubectl create namespace rktnetes-system --dry-run=client -o yaml |
   kubectl label --local -f - -o yaml pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted |
   kubectl apply --server-side --field-manager=rktnetes-demo -f - >/dev/null
 helm upgrade --install rktnetes charts/rktnetes-operator --namespace rktnetes-system --create-namespace >/dev/null
-kubectl wait --for=condition=Established crd/rktnodeconfigs.rktnetes.io crd/rktnodestates.rktnetes.io >/dev/null
+kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="Established")].status}'=True crd/rktnodeconfigs.rktnetes.io crd/rktnodestates.rktnetes.io >/dev/null
 
 log "booting three nodes; each agent runs with a token of the chart's agent ServiceAccount, bound to its node"
 "$E2E_DIR/nodes.sh" up 3 >/dev/null

@@ -25,6 +25,9 @@ pub struct Observation {
     pub api_service: Result<(), String>,
     /// A foreign file in net.d that defines `rkt.kubernetes.io` before ours.
     pub shadowed_by: Option<String>,
+    /// Why rkt would refuse the configuration on the node now (a foreign file added since the change, say): the
+    /// API service would not start again.
+    pub config_refused: Option<String>,
 }
 
 /// How applying the spec went.
@@ -36,6 +39,8 @@ pub enum Outcome {
     RolledBack(String),
     /// The files could not be put in place, or restoring them failed too: why.
     Failed(String),
+    /// rkt would refuse the configuration the change makes, so nothing was written: rkt's reason.
+    Refused(String),
 }
 
 impl Outcome {
@@ -43,7 +48,7 @@ impl Outcome {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Self::Applied => None,
-            Self::RolledBack(reason) | Self::Failed(reason) => Some(reason),
+            Self::RolledBack(reason) | Self::Failed(reason) | Self::Refused(reason) => Some(reason),
         }
     }
 }
@@ -56,7 +61,9 @@ pub fn phase(
 ) -> (NodePhase, Option<String>) {
     match outcome {
         Outcome::RolledBack(reason) => (NodePhase::RolledBack, Some(reason.clone())),
-        Outcome::Failed(reason) => (NodePhase::Degraded, Some(reason.clone())),
+        Outcome::Failed(reason) | Outcome::Refused(reason) => {
+            (NodePhase::Degraded, Some(reason.clone()))
+        }
         Outcome::Applied => {
             let problems: Vec<String> = [
                 observation
@@ -70,6 +77,7 @@ pub fn phase(
                     .shadowed_by
                     .as_ref()
                     .map(|file| shadow_message(file)),
+                observation.config_refused.clone(),
             ]
             .into_iter()
             .flatten()
@@ -116,6 +124,16 @@ pub fn conditions(
             false,
             "ApplyFailed",
             reason.clone(),
+        ),
+        (Outcome::Refused(reason), _) => ConditionUpdate::new(
+            condition::NETWORK_READY,
+            false,
+            "RefusedByRkt",
+            format!(
+                "The configuration of RktNodeConfig {} was not written: {reason}; the node keeps its previous \
+                 configuration.",
+                spec.config_name
+            ),
         ),
     };
     let api_service = match &observation.api_service {
@@ -266,6 +284,7 @@ mod tests {
             rkt_version: Ok("1.30.0".into()),
             api_service: Ok(()),
             shadowed_by: None,
+            config_refused: None,
         }
     }
 
@@ -318,6 +337,25 @@ mod tests {
             phase(&spec(), &outcome, &healthy()),
             (NodePhase::RolledBack, Some("GetInfo failed".into()))
         );
+    }
+
+    #[test]
+    fn a_refused_change_and_a_configuration_rkt_would_refuse_now_are_degraded() {
+        let outcome = Outcome::Refused("rkt would refuse its configuration: both".into());
+        let (phase_now, error) = phase(&spec(), &outcome, &healthy());
+        assert_eq!(phase_now, NodePhase::Degraded);
+        assert!(error.unwrap().contains("both"));
+        let network = &conditions(&spec(), &outcome, &healthy())[0];
+        assert_eq!((network.status, network.reason), (false, "RefusedByRkt"));
+        assert!(network.message.contains("keeps its previous configuration"));
+
+        let observation = Observation {
+            config_refused: Some("rkt would refuse its configuration: no rktVersion".into()),
+            ..healthy()
+        };
+        let (phase_now, error) = phase(&spec(), &Outcome::Applied, &observation);
+        assert_eq!(phase_now, NodePhase::Degraded);
+        assert!(error.unwrap().contains("no rktVersion"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod atomic_file;
 mod checks;
+mod config_check;
 mod crash_point;
 mod drift;
 mod host_files;
@@ -133,6 +134,7 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
         },
         host_programs,
         announced: None,
+        refused: None,
         retry: false,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;

@@ -21,6 +21,17 @@ pub fn applied(spec: &RktNodeStateSpec, changes: &Changes, restarted: bool) -> N
     )
 }
 
+/// A change not made because rkt would refuse the configuration it makes.
+pub fn refused(spec: &RktNodeStateSpec, reason: &str) -> Notice {
+    Notice::warning(
+        "RefusedByRkt",
+        format!(
+            "Did not apply {} of RktNodeConfig {}: {reason}. Nothing was written and {} was not restarted.",
+            spec.hash, spec.config_name, spec.rkt.api_service_unit
+        ),
+    )
+}
+
 /// How a rollback ended (a rolled-back or failed outcome; an applied one has nothing to say).
 pub fn rolled_back(outcome: &Outcome) -> Option<Notice> {
     outcome

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::{
     checks::{self, Observation, Outcome},
+    config_check,
     host_files::Host,
     host_namespace::HostPrograms,
     ledger::{Ledger, LedgerFile},
@@ -38,6 +39,8 @@ pub struct Reconciler {
     pub host_programs: HostPrograms,
     /// The spec hash `Applying` was reported for, so it is reported once.
     pub announced: Option<String>,
+    /// The spec hash that rkt would refuse and why, so the refusal is announced once.
+    pub refused: Option<(String, String)>,
     /// The last reconcile failed in a way only trying again mends (letting go of files, the finalizer).
     pub retry: bool,
 }
@@ -110,6 +113,19 @@ impl Reconciler {
                 tracing::warn!(note = notice.note, "drift");
                 self.reports.event(notice).await;
                 ApplyProgress::Repaired
+            }
+            ApplyStep::Check => {
+                let checked = config_check::after_change(&self.host, &self.ledger, &spec.files)
+                    .map(drop)
+                    .map_err(|error| config_check::refusal(&error));
+                if let Err(reason) = &checked
+                    && self.refused.as_ref() != Some(&(spec.hash.clone(), reason.clone()))
+                {
+                    tracing::warn!(reason, hash = spec.hash, "not applying");
+                    self.reports.event(notices::refused(spec, reason)).await;
+                    self.refused = Some((spec.hash.clone(), reason.clone()));
+                }
+                ApplyProgress::Checked(checked)
             }
             ApplyStep::Announce => {
                 let current = state.status.as_ref();
@@ -300,6 +316,9 @@ impl Reconciler {
             rkt_version,
             api_service: health.map(drop).map_err(|error| error.to_string()),
             shadowed_by: self.shadowing_file(spec),
+            config_refused: config_check::now(&self.host)
+                .err()
+                .map(|error| config_check::refusal(&error)),
         }
     }
 

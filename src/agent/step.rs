@@ -72,6 +72,8 @@ pub enum ChangeError {
 pub enum ApplyProgress {
     /// Nothing done yet.
     Start,
+    /// The configuration rkt would start with after the change was checked: `Err` holds why rkt would refuse it.
+    Checked(Result<(), String>),
     /// Drifted files were rewritten, or rewriting them failed (and was reported).
     Repaired,
     /// `Applying` was reported for the spec.
@@ -109,6 +111,8 @@ pub enum ApplyProgress {
 pub enum ApplyStep {
     /// Rewrite these drifted managed files from the ledger.
     Repair(Vec<String>),
+    /// Check the configuration rkt would start with after the change, before anything is written.
+    Check,
     /// Report the spec as `Applying` (once per spec).
     Announce,
     /// Record the change in the ledger: what to go back to.
@@ -140,13 +144,19 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
                 ApplyStep::Repair(knowledge.drifted.to_vec())
             }
             Some(outcome) => ApplyStep::Report(outcome),
-            None if knowledge.announced == Some(spec.hash.as_str()) => ApplyStep::Begin,
-            None => ApplyStep::Announce,
+            None => ApplyStep::Check,
         },
         ApplyProgress::Repaired => match settled(knowledge.ledger, &spec.hash) {
             Some(outcome) => ApplyStep::Report(outcome),
-            None => ApplyStep::Announce,
+            None => ApplyStep::Check,
         },
+        ApplyProgress::Checked(Ok(())) if knowledge.announced == Some(spec.hash.as_str()) => {
+            ApplyStep::Begin
+        }
+        ApplyProgress::Checked(Ok(())) => ApplyStep::Announce,
+        // Nothing was written and the running service was not touched; checked again on every reconcile, so a
+        // foreign file that made rkt refuse the change can be removed without touching the config.
+        ApplyProgress::Checked(Err(reason)) => ApplyStep::Report(Outcome::Refused(reason)),
         ApplyProgress::Announced => ApplyStep::Begin,
         ApplyProgress::Begun(Ok(())) => ApplyStep::Write,
         ApplyProgress::Begun(Err(error)) => ApplyStep::Report(Outcome::Failed(format!(
@@ -370,12 +380,16 @@ mod tests {
     }
 
     #[test]
-    fn a_new_spec_is_announced_begun_written_restarted_and_committed() {
+    fn a_new_spec_is_checked_announced_begun_written_restarted_and_committed() {
         let spec = spec("new");
         let ledger = applied("old");
         let knowledge = knowing(&spec, &ledger);
         let next = |progress| next_apply_step(&knowledge, progress);
-        assert_eq!(next(ApplyProgress::Start), Do(ApplyStep::Announce));
+        assert_eq!(next(ApplyProgress::Start), Do(ApplyStep::Check));
+        assert_eq!(
+            next(ApplyProgress::Checked(Ok(()))),
+            Do(ApplyStep::Announce)
+        );
         assert_eq!(next(ApplyProgress::Announced), Do(ApplyStep::Begin));
         assert_eq!(next(ApplyProgress::Begun(Ok(()))), Do(ApplyStep::Write));
         assert_eq!(
@@ -436,8 +450,21 @@ mod tests {
             ..knowing(&spec, &ledger)
         };
         assert_eq!(
-            next_apply_step(&knowledge, ApplyProgress::Start),
+            next_apply_step(&knowledge, ApplyProgress::Checked(Ok(()))),
             Do(ApplyStep::Begin)
+        );
+    }
+
+    #[test]
+    fn a_change_rkt_would_refuse_is_reported_without_touching_anything() {
+        let spec = spec("new");
+        let ledger = applied("old");
+        let knowledge = knowing(&spec, &ledger);
+        let reason = "rkt would refuse its configuration and not start: both ... define".to_owned();
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Checked(Err(reason.clone()))),
+            Do(ApplyStep::Report(Outcome::Refused(reason))),
+            "not announced, begun, written or restarted"
         );
     }
 
@@ -506,7 +533,7 @@ mod tests {
                 },
                 ApplyProgress::Start
             ),
-            Do(ApplyStep::Announce),
+            Do(ApplyStep::Check),
             "a change overwrites the drifted files anyway"
         );
     }
@@ -521,7 +548,7 @@ mod tests {
         });
         assert_eq!(
             next_apply_step(&knowing(&spec, &ledger), ApplyProgress::Start),
-            Do(ApplyStep::Announce)
+            Do(ApplyStep::Check)
         );
     }
 
@@ -550,7 +577,7 @@ mod tests {
         let newer = super::tests::spec("newer");
         assert_eq!(
             next_apply_step(&knowing(&newer, &ledger), ApplyProgress::Start),
-            Do(ApplyStep::Announce),
+            Do(ApplyStep::Check),
             "a changed spec is tried"
         );
     }

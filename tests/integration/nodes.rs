@@ -22,8 +22,8 @@ use crate::support::{
     eventually,
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
     scenario::{
-        NET_FILE, REACTION, STAGE1_FILE, bridge_example, main_pid, node_conditions, setup,
-        two_more_checks,
+        Cleanup, FAULT_FILE, NET_FILE, REACTION, STAGE1_FILE, VENDOR_STAGE1, bridge_example,
+        main_pid, node_conditions, setup, two_more_checks,
     },
 };
 
@@ -178,16 +178,16 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
     let broken_node = POOL[1];
     let old_file = node_file(broken_node, NET_FILE).expect("the net.d file");
 
-    // A vendor stage1 default on one node: with the operator's, stage1.d defines `name` twice, which rkt refuses.
+    // On one node, rkt's API service exits at start while the network config has an MTU of 1400 (the stand-in's
+    // fault switch, which a configuration check cannot foresee, as a real rkt failing on its host).
     node_ok(
         broken_node,
-        r#"mkdir -p /etc/rkt/stage1.d && printf '{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}' > /etc/rkt/stage1.d/50-vendor.json"#,
+        &format!(
+            "mkdir -p /run/rkt-standin && printf 'exit\\n{NET_FILE}\\n\"mtu\": 1400\\n' > {FAULT_FILE}"
+        ),
     );
-    let changed = base.mtu(1400).set(
-        "/spec/stage1",
-        json!({"name": "coreos.com/rkt/stage1-coreos", "version": "1.30.0"}),
-    );
-    apply_config(&client, changed).await;
+    let _fault_cleared = Cleanup(broken_node, format!("rm -f {FAULT_FILE}"));
+    apply_config(&client, base.mtu(1400)).await;
 
     let state = eventually("the broken node reports RolledBack", REACTION, async || {
         let state = states(&client).await.remove(broken_node)?;
@@ -204,10 +204,6 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
         node_file(broken_node, NET_FILE).as_deref(),
         Some(old_file.as_str()),
         "the old file is not restored"
-    );
-    assert!(
-        node_file(broken_node, STAGE1_FILE).is_none(),
-        "the new stage1.d file was left behind"
     );
     assert_eq!(
         node_ok(broken_node, "systemctl is-active rkt-api.service").trim(),
@@ -231,8 +227,96 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
         states[POOL[2]].spec.hash, first,
         "the rollout went past the broken node"
     );
+}
 
-    node_ok(broken_node, "rm -f /etc/rkt/stage1.d/50-vendor.json");
+#[tokio::test]
+async fn a_stage1_change_rkt_would_refuse_is_refused_before_any_restart() {
+    let _serial = serial().lock().await;
+    let (client, controller) = setup().await;
+    let base = bridge_example()
+        .named("refused")
+        .set("/spec/stage1", json!({}));
+    apply_config(&client, base.clone()).await;
+    let first = converged(&client, "refused", POOL.len()).await;
+    let node = POOL[1];
+    let old_file = node_file(node, NET_FILE).expect("the net.d file");
+
+    // A vendor stage1 default on one node: with the operator's, stage1.d defines `name` twice, which rkt refuses
+    // at start.
+    node_ok(
+        node,
+        &format!(
+            r#"mkdir -p /etc/rkt/stage1.d && printf '{{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}}' > {VENDOR_STAGE1}"#
+        ),
+    );
+    let _vendor_removed = Cleanup(node, format!("rm -f {VENDOR_STAGE1}"));
+    let pid_before = main_pid(node);
+    let changed = base.mtu(1400).set(
+        "/spec/stage1",
+        json!({"name": "coreos.com/rkt/stage1-coreos", "version": "1.30.0"}),
+    );
+    apply_config(&client, changed).await;
+
+    let state = eventually("the node reports the refusal", REACTION, async || {
+        let state = states(&client).await.remove(node)?;
+        let status = state.status.as_ref()?;
+        (status.phase == Some(NodePhase::Degraded)
+            && status.last_error.as_deref()?.contains("rkt would refuse"))
+        .then_some(state)
+    })
+    .await;
+    let error = state
+        .status
+        .as_ref()
+        .and_then(|s| s.last_error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains("both")
+            && error.contains(VENDOR_STAGE1)
+            && error.contains(STAGE1_FILE)
+            && error.contains("define the default stage1 image"),
+        "rkt's reason, naming both files: {error}"
+    );
+    let nodes = Api::<Node>::all(client.clone());
+    let (status, reason, _) = eventually("the Node says why", REACTION, async || {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        let network = conditions.get("RktNetworkReady")?.clone();
+        (network.1 == "RefusedByRkt").then_some(network)
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "RefusedByRkt")
+    );
+    assert_eq!(
+        node_file(node, NET_FILE).as_deref(),
+        Some(old_file.as_str()),
+        "the network config was written"
+    );
+    assert!(
+        node_file(node, STAGE1_FILE).is_none(),
+        "the refused stage1.d file was written"
+    );
+    assert_eq!(main_pid(node), pid_before, "rkt-api.service was restarted");
+
+    let config = eventually("the config reports Degraded", REACTION, async || {
+        let config = config(&client, "refused").await;
+        (condition(&config, "Degraded").0 == "True").then_some(config)
+    })
+    .await;
+    assert!(condition(&config, "Degraded").2.contains(node));
+    controller.two_more_passes(&client).await;
+    assert_eq!(
+        states(&client).await[POOL[2]].spec.hash,
+        first,
+        "the rollout went past the refused node"
+    );
+
+    // Without the vendor's file the change is no longer refused: the agent applies it on its next check, and
+    // the rollout goes on.
+    node_ok(node, &format!("rm -f {VENDOR_STAGE1}"));
+    converged(&client, "refused", POOL.len()).await;
+    assert!(node_file(node, STAGE1_FILE).is_some());
 }
 
 #[tokio::test]

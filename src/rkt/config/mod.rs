@@ -94,12 +94,22 @@ pub const DEFAULT_LOCAL_CONFIG_DIR: &str = crate::api::host_paths::RKT_LOCAL_CON
 impl ConfigDirs {
     /// Reads every directory, each checked on its own, later ones overriding earlier ones.
     pub fn read(&self) -> Result<RktConfig, ConfigError> {
-        let mut config = RktConfig::default();
-        for dir in [Some(&self.system), Some(&self.local), self.user.as_ref()]
+        let layers = [Some(&self.system), Some(&self.local), self.user.as_ref()]
             .into_iter()
             .flatten()
-        {
-            let layer = read_config_dir(dir)?;
+            .map(|dir| LayerFiles::read(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        RktConfig::merged(&layers)
+    }
+}
+
+impl RktConfig {
+    /// The configuration of `layers` (system, local, then user), each checked on its own, later ones overriding
+    /// earlier ones field by field.
+    pub fn merged(layers: &[LayerFiles]) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        for layer in layers {
+            let layer = layer.config()?;
             config.stage1.override_with(layer.stage1);
             config.paths.override_with(layer.paths);
         }
@@ -109,13 +119,52 @@ impl ConfigDirs {
 
 /// One configuration directory on its own, where no field may be defined twice.
 pub fn read_config_dir(dir: &Path) -> Result<RktConfig, ConfigError> {
-    if !is_dir(dir)? {
-        return Ok(RktConfig::default());
+    LayerFiles::read(dir)?.config()
+}
+
+/// The files rkt reads in one configuration directory, with their contents: those of `stage1.d` and of
+/// `paths.d`, each in name order. A copy in memory, so that a change can be checked before it is made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerFiles {
+    pub stage1: Vec<(PathBuf, Vec<u8>)>,
+    pub paths: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl LayerFiles {
+    /// The files of the configuration directory `dir` (none when it is missing).
+    pub fn read(dir: &Path) -> Result<Self, ConfigError> {
+        if !is_dir(dir)? {
+            return Ok(Self::default());
+        }
+        Ok(Self {
+            stage1: config_files(&dir.join("stage1.d"))?,
+            paths: config_files(&dir.join("paths.d"))?,
+        })
     }
-    read_files(
-        &config_files(&dir.join("stage1.d"))?,
-        &config_files(&dir.join("paths.d"))?,
-    )
+
+    /// The layer with the file at `path` holding `content`, or gone (`None`), when rkt would read a file there:
+    /// a `*.json` directly in `stage1.d` or `paths.d` of `dir`. Other paths leave the layer as it is.
+    pub fn with_file(mut self, dir: &Path, path: &Path, content: Option<Vec<u8>>) -> Self {
+        let read_by_rkt = path
+            .file_name()
+            .is_some_and(|name| name.as_encoded_bytes().ends_with(b".json"));
+        let files = match path.parent() {
+            Some(parent) if read_by_rkt && parent == dir.join("stage1.d") => &mut self.stage1,
+            Some(parent) if read_by_rkt && parent == dir.join("paths.d") => &mut self.paths,
+            _ => return self,
+        };
+        files.retain(|(file, _)| file != path);
+        if let Some(content) = content {
+            files.push((path.to_owned(), content));
+            sort_by_name(files);
+        }
+        self
+    }
+
+    /// The layer's configuration: refused as rkt refuses it.
+    pub fn config(&self) -> Result<RktConfig, ConfigError> {
+        read_files(&self.stage1, &self.paths)
+    }
 }
 
 /// One configuration directory's files, read in memory: those of `stage1.d` and of `paths.d`, each in name order.
@@ -180,18 +229,24 @@ fn config_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, ConfigError> {
             paths.push(path);
         }
     }
-    paths.sort_by(|a, b| {
-        a.as_os_str()
-            .as_encoded_bytes()
-            .cmp(b.as_os_str().as_encoded_bytes())
-    });
-    paths
+    let mut files = paths
         .into_iter()
         .map(|path| {
             let raw = fs::read(&path).map_err(io_error(&path))?;
             Ok((path, raw))
         })
-        .collect()
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    sort_by_name(&mut files);
+    Ok(files)
+}
+
+/// In Go's `filepath.Walk` order: byte order of the names.
+fn sort_by_name(files: &mut [(PathBuf, Vec<u8>)]) {
+    files.sort_by(|(a, _), (b, _)| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
 }
 
 /// Every config file names its kind and version; a subdirectory takes one kind, and each kind has version `v1`.

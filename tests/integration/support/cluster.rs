@@ -107,9 +107,11 @@ impl TestCluster {
             "-f",
             "crds/",
         ]);
+        // `kubectl wait --for=condition=...` fails at once on an object that has no conditions yet, as a CRD has
+        // for a moment after it is created; a JSONPath wait waits for them.
         self.kubectl_ok(&[
             "wait",
-            "--for=condition=Established",
+            "--for=jsonpath={.status.conditions[?(@.type==\"Established\")].status}=True",
             "--timeout=60s",
             "crd/rktnodeconfigs.rktnetes.io",
             "crd/rktnodestates.rktnetes.io",

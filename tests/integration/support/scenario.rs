@@ -11,11 +11,15 @@ use super::{
     controller::{ChartController, ensure_namespace, reset},
     eventually,
     fixtures::TestConfig,
-    nodes::{OLD_RKT_NODE, POOL, node_file, node_ok, nodes},
+    nodes::{OLD_RKT_NODE, POOL, node_file, node_ok, node_shell, nodes},
 };
 
 pub const NET_FILE: &str = "/etc/rkt/net.d/00-rktnetes.conf";
 pub const STAGE1_FILE: &str = "/etc/rkt/stage1.d/rktnetes.json";
+/// A vendor's stage1 default beside the operator's, which scenarios put on a node.
+pub const VENDOR_STAGE1: &str = "/etc/rkt/stage1.d/50-vendor.json";
+/// The rkt stand-in's fault switch (`tests/rkt-standin/src/fault.rs`).
+pub const FAULT_FILE: &str = "/run/rkt-standin/fault";
 
 /// How long the agents and the controller may take to act on a change.
 pub const REACTION: Duration = Duration::from_secs(60);
@@ -31,7 +35,9 @@ pub async fn clean_slate(client: &Client) {
     for node in *POOL {
         node_ok(
             node,
-            "rm -f /etc/rkt/stage1.d/50-vendor.json /etc/rkt/net.d/00-admin.conf /etc/rkt/net.d/50-admin.conf",
+            &format!(
+                "rm -f {VENDOR_STAGE1} {FAULT_FILE} /etc/rkt/net.d/00-admin.conf /etc/rkt/net.d/50-admin.conf"
+            ),
         );
     }
     reset(client).await;
@@ -64,6 +70,15 @@ pub async fn setup() -> (Client, ChartController) {
     let controller = ChartController::start(cluster, "e2e").await;
     clean_slate(&client).await;
     (client, controller)
+}
+
+/// A shell script run on a node when dropped: undoes what a scenario put there, however the scenario ends.
+pub struct Cleanup(pub &'static str, pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        node_shell(self.0, &self.1);
+    }
 }
 
 /// The MainPID of the node's rkt-api.service.

@@ -48,7 +48,8 @@ pub fn install(lane: &Lane, operator_image: &str) -> anyhow::Result<()> {
     ])?;
     lane.kubectl_quiet(&[
         "wait",
-        "--for=condition=Established",
+        // A JSONPath wait, as a condition wait fails at once on a CRD that has no conditions yet.
+        "--for=jsonpath={.status.conditions[?(@.type==\"Established\")].status}=True",
         "--timeout=60s",
         "crd/rktnodeconfigs.rktnetes.io",
         "crd/rktnodestates.rktnetes.io",
