@@ -5,7 +5,10 @@ use crate::{
     conditions::ConditionUpdate,
 };
 
-use super::systemd::{MIN_SYSTEMD_VERSION, major_version};
+use super::{
+    api_service_unit::UnitFinding,
+    systemd::{MIN_SYSTEMD_VERSION, major_version},
+};
 
 /// Condition types the agent owns, on the RktNodeState and on the Node.
 pub mod condition {
@@ -13,6 +16,7 @@ pub mod condition {
     pub const API_SERVICE_READY: &str = "RktAPIServiceReady";
     pub const VERSION_MATCHES: &str = "RktVersionMatches";
     pub const SYSTEMD_SUPPORTED: &str = "RktSystemdSupported";
+    pub const API_SERVICE_UNIT_MANAGED: &str = "RktAPIServiceUnitManaged";
 }
 
 /// What the agent saw on the node.
@@ -28,6 +32,10 @@ pub struct Observation {
     /// Why rkt would refuse the configuration on the node now (a foreign file added since the change, say): the
     /// API service would not start again.
     pub config_refused: Option<String>,
+    /// Who provides the rkt API service's unit.
+    pub unit: UnitFinding,
+    /// When the agent last started the service, found stopped, and how that went.
+    pub started: Option<String>,
 }
 
 /// How applying the spec went.
@@ -136,13 +144,18 @@ pub fn conditions(
             ),
         ),
     };
+    let started = observation
+        .started
+        .as_ref()
+        .map(|note| format!(" Last start by the agent: {note}"))
+        .unwrap_or_default();
     let api_service = match &observation.api_service {
         Ok(()) => ConditionUpdate::new(
             condition::API_SERVICE_READY,
             true,
             "GetInfoAnswered",
             format!(
-                "{} answers GetInfo on {}.",
+                "{} answers GetInfo on {}.{started}",
                 spec.rkt.api_service_unit, spec.rkt.api_endpoint
             ),
         ),
@@ -150,7 +163,7 @@ pub fn conditions(
             condition::API_SERVICE_READY,
             false,
             "GetInfoFailed",
-            error.clone(),
+            format!("{error}{started}"),
         ),
     };
     let version = match rkt_version_problem(spec, observation) {
@@ -188,7 +201,50 @@ pub fn conditions(
             problem,
         ),
     };
-    vec![network, api_service, version, systemd]
+    vec![
+        network,
+        api_service,
+        version,
+        systemd,
+        unit_condition(spec, &observation.unit),
+    ]
+}
+
+fn unit_condition(spec: &RktNodeStateSpec, unit: &UnitFinding) -> ConditionUpdate {
+    let name = &spec.rkt.api_service_unit;
+    match unit {
+        UnitFinding::Agent(file) => ConditionUpdate::new(
+            condition::API_SERVICE_UNIT_MANAGED,
+            true,
+            "WrittenByAgent",
+            format!(
+                "The agent writes {} (spec.rkt.apiServiceUnitPolicy {:?}).",
+                file.path, spec.rkt.api_service_unit_policy
+            ),
+        ),
+        UnitFinding::LeftAlone { file, difference } => ConditionUpdate::new(
+            condition::API_SERVICE_UNIT_MANAGED,
+            false,
+            "NotWrittenByAgent",
+            format!(
+                "{name} comes from {file}, which the agent did not write and leaves as it is (spec.rkt.\
+                 apiServiceUnitPolicy Replace would replace it). It differs from the agent's: {}",
+                if difference.is_empty() {
+                    "in comments only".to_owned()
+                } else {
+                    difference.join(" | ")
+                }
+            ),
+        ),
+        UnitFinding::NotManaged => ConditionUpdate::new(
+            condition::API_SERVICE_UNIT_MANAGED,
+            false,
+            "NotManaged",
+            format!(
+                "spec.rkt.apiServiceUnitPolicy is Leave: {name} is the administrator's to provide."
+            ),
+        ),
+    }
 }
 
 fn shadow_message(file: &str) -> String {
@@ -261,7 +317,7 @@ pub fn shadowing_file(files: &[(String, String)], ours: &str) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::RktServiceSpec;
+    use crate::api::{RktServiceSpec, UnitPolicy};
 
     fn spec() -> RktNodeStateSpec {
         RktNodeStateSpec {
@@ -272,6 +328,7 @@ mod tests {
                 version: "1.30.0".into(),
                 api_endpoint: "localhost:15441".into(),
                 api_service_unit: "rkt-api.service".into(),
+                api_service_unit_policy: UnitPolicy::Create,
                 path: None,
             },
             restart_api_service: true,
@@ -285,6 +342,8 @@ mod tests {
             api_service: Ok(()),
             shadowed_by: None,
             config_refused: None,
+            unit: UnitFinding::Agent(crate::render::api_service_unit::render(&spec().rkt)),
+            started: None,
         }
     }
 
@@ -356,6 +415,46 @@ mod tests {
         let (phase_now, error) = phase(&spec(), &Outcome::Applied, &observation);
         assert_eq!(phase_now, NodePhase::Degraded);
         assert!(error.unwrap().contains("no rktVersion"));
+    }
+
+    #[test]
+    fn a_unit_left_alone_is_reported_with_its_difference_but_degrades_nothing() {
+        let observation = Observation {
+            unit: UnitFinding::LeftAlone {
+                file: "/etc/systemd/system/rkt-api.service".into(),
+                difference: vec!["-ExecStart=/usr/bin/rkt api-service".into()],
+            },
+            ..healthy()
+        };
+        assert_eq!(
+            phase(&spec(), &Outcome::Applied, &observation),
+            (NodePhase::Applied, None)
+        );
+        let unit = &conditions(&spec(), &Outcome::Applied, &observation)[4];
+        assert_eq!((unit.status, unit.reason), (false, "NotWrittenByAgent"));
+        assert!(
+            unit.message.contains("-ExecStart=/usr/bin/rkt api-service")
+                && unit.message.contains("Replace"),
+            "{}",
+            unit.message
+        );
+    }
+
+    #[test]
+    fn the_charts_admission_policy_lets_the_agent_write_every_condition_it_reports() {
+        let policy = include_str!("../../charts/rktnetes-operator/templates/agent-policy.yaml");
+        let listed = policy
+            .lines()
+            .skip_while(|line| !line.contains("name: ourConditionTypes"))
+            .nth(1)
+            .expect("the policy's ourConditionTypes");
+        for condition in conditions(&spec(), &Outcome::Applied, &healthy()) {
+            assert!(
+                listed.contains(&format!("'{}'", condition.type_)),
+                "{} is not in the chart's agent policy: {listed}",
+                condition.type_
+            );
+        }
     }
 
     #[test]

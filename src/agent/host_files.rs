@@ -31,6 +31,11 @@ impl Changes {
         self.paths.is_empty()
     }
 
+    /// Whether `path` was changed.
+    pub fn includes(&self, path: &str) -> bool {
+        self.paths.iter().any(|changed| changed == path)
+    }
+
     /// Whether a changed path is below the directory `dir`.
     pub fn touches(&self, dir: &str) -> bool {
         self.paths

@@ -5,6 +5,7 @@
 //! GetInfo, rolls back what breaks it, repairs files changed by hand (inotify, no polling), and reports status,
 //! Node conditions and Events.
 
+mod api_service_unit;
 mod atomic_file;
 mod checks;
 mod config_check;
@@ -46,7 +47,7 @@ use self::{
 };
 use crate::api::{
     RktNodeState,
-    host_paths::{AGENT_STATE_DIR, MANAGED_DIRS},
+    host_paths::{self, AGENT_STATE_DIR},
 };
 
 /// How often a failed step is retried when nothing else happens.
@@ -116,9 +117,10 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
     };
     let host_programs = HostPrograms::new(args.host_mount_namespace.as_deref())?;
     let ledger_file = LedgerFile::new(&host.path(&args.state_dir));
-    for dir in MANAGED_DIRS.iter().chain([&args.state_dir.as_str()]) {
+    let dirs = host_paths::agent_written_dirs().map(str::to_owned);
+    for dir in dirs.chain([args.state_dir.clone()]) {
         // A crash between creating a temporary file and renaming it leaves the temporary behind (the ledger's too).
-        if let Err(error) = atomic_file::remove_leftovers(&host.path(dir)) {
+        if let Err(error) = atomic_file::remove_leftovers(&host.path(&dir)) {
             tracing::warn!(%error, "could not clear leftover temporary files");
         }
     }
@@ -135,6 +137,8 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
         host_programs,
         announced: None,
         refused: None,
+        started: None,
+        start_failed_at: None,
         retry: false,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;

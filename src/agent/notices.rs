@@ -1,8 +1,13 @@
 //! The Events the agent records on its Node, one builder per happening, so their reasons and wording live in one
 //! place.
 
-use super::{atomic_file::FileError, checks::Outcome, host_files::Changes};
-use crate::{api::RktNodeStateSpec, events::Notice};
+use super::{
+    atomic_file::FileError, checks::Outcome, host_files::Changes, report, rkt_service::RestartError,
+};
+use crate::{
+    api::{RktNodeStateSpec, RktServiceSpec},
+    events::Notice,
+};
 
 pub fn applied(spec: &RktNodeStateSpec, changes: &Changes, restarted: bool) -> Notice {
     let restart = if restarted {
@@ -28,6 +33,37 @@ pub fn refused(spec: &RktNodeStateSpec, reason: &str) -> Notice {
         format!(
             "Did not apply {} of RktNodeConfig {}: {reason}. Nothing was written and {} was not restarted.",
             spec.hash, spec.config_name, spec.rkt.api_service_unit
+        ),
+    )
+}
+
+/// The rkt API service, found stopped, was started (or starting it failed).
+pub fn service_started(
+    rkt: &RktServiceSpec,
+    was: &str,
+    result: &Result<(), RestartError>,
+) -> Notice {
+    let unit = &rkt.api_service_unit;
+    let now = report::now().0;
+    match result {
+        Ok(()) => Notice::warning(
+            "StartedAPIService",
+            format!("{unit} was {was}; the agent started it at {now} and it answers GetInfo."),
+        ),
+        Err(error) => Notice::warning(
+            "StartAPIServiceFailed",
+            format!("{unit} was {was}; the agent started it at {now}, but: {error}"),
+        ),
+    }
+}
+
+/// The rkt API service whose unit file the agent had written was stopped and disabled, its unit file removed.
+pub fn service_removed(rkt: &RktServiceSpec) -> Notice {
+    Notice::normal(
+        "APIServiceRemoved",
+        format!(
+            "Stopped and disabled {}, whose unit file the agent had written: no RktNodeConfig selects this node.",
+            rkt.api_service_unit
         ),
     )
 }

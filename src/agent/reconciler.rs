@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 
 use super::{
+    api_service_unit::{self, UnitFinding},
     checks::{self, Observation, Outcome},
     config_check,
-    host_files::Host,
+    host_files::{Changes, Host},
     host_namespace::HostPrograms,
     ledger::{Ledger, LedgerFile},
     notices,
@@ -16,17 +17,20 @@ use super::{
     rkt_service::{self, RestartError, Timeouts},
     step::{
         ApplyKnowledge, ApplyProgress, ApplyStep, CleanKnowledge, CleanProgress, CleanStep,
-        Desired, Next, next_apply_step, next_clean_step,
+        Desired, Next, UnitChange, next_apply_step, next_clean_step,
     },
     systemd::Systemd,
 };
 use crate::{
     api::{
-        NodePhase, RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
-        host_paths::{self, DBUS_SOCKET, RKT_NET_DIR},
+        HostFile, NodePhase, RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
+        host_paths::{self, DBUS_SOCKET, RKT_NET_DIR, api_service_unit_path},
     },
     conditions::merge_conditions,
 };
+
+/// How long the agent waits before it starts again a service that it could not start.
+const START_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Reconciler {
     pub host: Host,
@@ -41,6 +45,10 @@ pub struct Reconciler {
     pub announced: Option<String>,
     /// The spec hash that rkt would refuse and why, so the refusal is announced once.
     pub refused: Option<(String, String)>,
+    /// When and from which state the agent last started the stopped rkt API service, for the reports.
+    pub started: Option<String>,
+    /// When starting the stopped service last failed: it is not started again for [`START_BACKOFF`].
+    pub start_failed_at: Option<std::time::Instant>,
     /// The last reconcile failed in a way only trying again mends (letting go of files, the finalizer).
     pub retry: bool,
 }
@@ -85,10 +93,27 @@ impl Reconciler {
             Vec::new()
         });
         let restarted_since_request = self.restarted_since_request(&state.spec).await;
+        let unit = api_service_unit::find(
+            &self.host,
+            &self.ledger,
+            self.systemd.as_ref(),
+            &state.spec.rkt,
+        )
+        .await;
+        let files: Vec<HostFile> = state
+            .spec
+            .files
+            .iter()
+            .chain(unit.file())
+            .cloned()
+            .collect();
+        let stopped = self.stopped_service(&state.spec.rkt).await;
         let mut progress = ApplyProgress::Start;
         self.retry = loop {
             let knowledge = ApplyKnowledge {
                 spec: &state.spec,
+                files: &files,
+                stopped: stopped.as_deref(),
                 ledger: &self.ledger,
                 drifted: &drifted,
                 announced: self.announced.as_deref(),
@@ -97,14 +122,20 @@ impl Reconciler {
             match next_apply_step(&knowledge, progress) {
                 Next::Do(step) => {
                     tracing::debug!(?step, "applying");
-                    progress = self.perform_apply(state, step).await;
+                    progress = self.perform_apply(state, &files, &unit, step).await;
                 }
                 Next::Done { retry } => break retry,
             }
         };
     }
 
-    async fn perform_apply(&mut self, state: &RktNodeState, step: ApplyStep) -> ApplyProgress {
+    async fn perform_apply(
+        &mut self,
+        state: &RktNodeState,
+        files: &[HostFile],
+        unit: &UnitFinding,
+        step: ApplyStep,
+    ) -> ApplyProgress {
         let spec = &state.spec;
         match step {
             ApplyStep::Repair(paths) => {
@@ -115,7 +146,7 @@ impl Reconciler {
                 ApplyProgress::Repaired
             }
             ApplyStep::Check => {
-                let checked = config_check::after_change(&self.host, &self.ledger, &spec.files)
+                let checked = config_check::after_change(&self.host, &self.ledger, files)
                     .map(drop)
                     .map_err(|error| config_check::refusal(&error));
                 if let Err(reason) = &checked
@@ -140,12 +171,12 @@ impl Reconciler {
                 ApplyProgress::Announced
             }
             ApplyStep::Begin => {
-                let result = self.host.begin(&mut self.ledger, &spec.files, &spec.hash);
+                let result = self.host.begin(&mut self.ledger, files, &spec.hash);
                 self.save_ledger();
                 ApplyProgress::Begun(result)
             }
             ApplyStep::Write => {
-                let result = self.host.put(&mut self.ledger, &spec.files);
+                let result = self.host.put(&mut self.ledger, files);
                 if result.is_ok() {
                     self.ledger.api_service = Some(spec.rkt.clone());
                 }
@@ -158,9 +189,10 @@ impl Reconciler {
                     pending.restart_requested_at = Some(now_micros());
                     self.save_ledger();
                 }
+                let unit = self.unit_change(&spec.rkt, &changes);
                 ApplyProgress::Restarted {
                     changes,
-                    result: self.restart(&spec.rkt).await,
+                    result: self.restart(&spec.rkt, unit).await,
                 }
             }
             ApplyStep::CheckHealth { changes } => {
@@ -202,8 +234,9 @@ impl Reconciler {
                 ApplyProgress::Restored { cause, result }
             }
             ApplyStep::RestartAfterRollback { cause, restored } => {
+                let unit = self.unit_change(&spec.rkt, &restored);
                 ApplyProgress::RestartedAfterRollback {
-                    result: self.restart(&spec.rkt).await,
+                    result: self.restart(&spec.rkt, unit).await,
                     cause,
                     restored,
                 }
@@ -218,8 +251,18 @@ impl Reconciler {
                 }
                 ApplyProgress::Explained(outcome)
             }
+            ApplyStep::StartService { outcome, was } => {
+                let result =
+                    rkt_service::start(self.systemd.as_ref(), &spec.rkt, self.timeouts).await;
+                let notice = notices::service_started(&spec.rkt, &was, &result);
+                self.start_failed_at = result.is_err().then(std::time::Instant::now);
+                self.started = Some(notice.note.clone());
+                tracing::warn!(note = notice.note, "started the rkt API service");
+                self.reports.event(notice).await;
+                ApplyProgress::Started(outcome)
+            }
             ApplyStep::Report(outcome) => {
-                let observation = self.observe(spec).await;
+                let observation = self.observe(spec, unit).await;
                 self.report(state, &outcome, &observation).await;
                 ApplyProgress::Reported
             }
@@ -251,6 +294,10 @@ impl Reconciler {
         match step {
             CleanStep::LetGo => {
                 let result = self.host.put(&mut self.ledger, &[]);
+                let unit = match (&result, &self.ledger.api_service) {
+                    (Ok(changes), Some(service)) => self.unit_change(service, changes),
+                    _ => UnitChange::Unchanged,
+                };
                 let service = match &result {
                     Ok(changes) => {
                         let service = self.ledger.let_go();
@@ -264,11 +311,27 @@ impl Reconciler {
                         None
                     }
                 };
-                CleanProgress::LetGo { result, service }
+                CleanProgress::LetGo {
+                    result,
+                    service,
+                    unit,
+                }
             }
-            CleanStep::RestartService(service) => {
-                if let Err(error) = self.restart(&service).await {
+            CleanStep::RestartService { service, unit } => {
+                if let Err(error) = self.restart(&service, unit).await {
                     tracing::warn!(%error, "could not restart the rkt API service after removing its files");
+                }
+                CleanProgress::ServiceRestarted
+            }
+            CleanStep::StopService(service) => {
+                match rkt_service::stop(self.systemd.as_ref(), &service, self.timeouts).await {
+                    Ok(()) => {
+                        self.reports.event(notices::service_removed(&service)).await;
+                    }
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "could not stop the rkt API service whose unit file the agent removed"
+                    ),
                 }
                 CleanProgress::ServiceRestarted
             }
@@ -293,12 +356,48 @@ impl Reconciler {
         }
     }
 
-    async fn restart(&self, rkt: &RktServiceSpec) -> Result<(), RestartError> {
-        rkt_service::restart(self.systemd.as_ref(), rkt, self.timeouts).await
+    async fn restart(&self, rkt: &RktServiceSpec, unit: UnitChange) -> Result<(), RestartError> {
+        rkt_service::restart(self.systemd.as_ref(), rkt, self.timeouts, unit).await
+    }
+
+    /// What `changes` did to the rkt API service's unit file.
+    fn unit_change(&self, rkt: &RktServiceSpec, changes: &Changes) -> UnitChange {
+        let path = api_service_unit_path(&rkt.api_service_unit);
+        if !changes.includes(&path) {
+            UnitChange::Unchanged
+        } else if self.host.path(&path).exists() {
+            UnitChange::Written
+        } else {
+            UnitChange::Removed
+        }
+    }
+
+    /// The state of the rkt API service when systemd has it loaded and stopped (`inactive`, `failed`), unless
+    /// starting it failed a moment ago.
+    async fn stopped_service(&self, rkt: &RktServiceSpec) -> Option<String> {
+        if self
+            .start_failed_at
+            .is_some_and(|failed| failed.elapsed() < START_BACKOFF)
+        {
+            return None;
+        }
+        let state = match self
+            .systemd
+            .as_ref()?
+            .unit_state(&rkt.api_service_unit)
+            .await
+        {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the rkt API service's state");
+                return None;
+            }
+        };
+        (state.load_state == "loaded" && state.is_stopped()).then_some(state.active_state)
     }
 
     /// Checks the rkt API service, the versions and net.d.
-    async fn observe(&self, spec: &RktNodeStateSpec) -> Observation {
+    async fn observe(&self, spec: &RktNodeStateSpec, unit: &UnitFinding) -> Observation {
         let systemd_version = match &self.systemd {
             Some(systemd) => systemd.version().await.ok(),
             None => None,
@@ -319,6 +418,8 @@ impl Reconciler {
             config_refused: config_check::now(&self.host)
                 .err()
                 .map(|error| config_check::refusal(&error)),
+            unit: unit.clone(),
+            started: self.started.clone(),
         }
     }
 

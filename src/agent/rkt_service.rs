@@ -1,11 +1,12 @@
-//! The rkt API service as the agent drives it: restarted through systemd's D-Bus API, healthy when it answers
-//! GetInfo.
+//! The rkt API service as the agent drives it: started, restarted and stopped through systemd's D-Bus API (its
+//! unit file reloaded first when the agent changed it), healthy when it answers GetInfo.
 
 use std::{path::Path, time::Duration};
 
 use super::{
     crash_point,
-    systemd::{Systemd, SystemdError},
+    step::UnitChange,
+    systemd::{Job, Systemd, SystemdError},
 };
 use crate::{
     api::RktServiceSpec,
@@ -25,8 +26,8 @@ pub struct HealthError {
 /// Why restarting the rkt API service did not bring it back healthy.
 #[derive(Debug, thiserror::Error)]
 pub enum RestartError {
-    #[error("cannot restart {unit}: systemd is not reachable over D-Bus")]
-    NoSystemd { unit: String },
+    #[error("cannot {job} {unit}: systemd is not reachable over D-Bus")]
+    NoSystemd { job: Job, unit: String },
     #[error(transparent)]
     Systemd(#[from] SystemdError),
     #[error(transparent)]
@@ -42,15 +43,16 @@ pub struct Timeouts {
     pub health: Duration,
 }
 
-/// Restarts the rkt API service through systemd and waits until it answers GetInfo.
+/// Restarts the rkt API service through systemd (after reloading its unit file when `unit` changed) and waits
+/// until it answers GetInfo.
 pub async fn restart(
     systemd: Option<&Systemd>,
     rkt: &RktServiceSpec,
     timeouts: Timeouts,
+    unit: UnitChange,
 ) -> Result<(), RestartError> {
-    let systemd = systemd.ok_or_else(|| RestartError::NoSystemd {
-        unit: rkt.api_service_unit.clone(),
-    })?;
+    let systemd = reachable(systemd, Job::Restart, rkt)?;
+    reload(systemd, rkt, unit).await?;
     let unit = Path::new(&rkt.api_service_unit);
     crash_point::reached("before asking systemd to restart", unit);
     systemd
@@ -59,6 +61,65 @@ pub async fn restart(
     crash_point::reached("after systemd restarted", unit);
     wait_for_get_info(&rkt.api_endpoint, timeouts.health).await?;
     crash_point::reached("after GetInfo answered from", unit);
+    Ok(())
+}
+
+/// Starts the stopped rkt API service and waits until it answers GetInfo.
+pub async fn start(
+    systemd: Option<&Systemd>,
+    rkt: &RktServiceSpec,
+    timeouts: Timeouts,
+) -> Result<(), RestartError> {
+    let systemd = reachable(systemd, Job::Start, rkt)?;
+    systemd
+        .run(Job::Start, &rkt.api_service_unit, timeouts.restart)
+        .await?;
+    wait_for_get_info(&rkt.api_endpoint, timeouts.health).await?;
+    Ok(())
+}
+
+/// Stops and disables the rkt API service whose unit file the agent removed, and makes systemd forget the unit.
+pub async fn stop(
+    systemd: Option<&Systemd>,
+    rkt: &RktServiceSpec,
+    timeouts: Timeouts,
+) -> Result<(), RestartError> {
+    let systemd = reachable(systemd, Job::Stop, rkt)?;
+    systemd
+        .run(Job::Stop, &rkt.api_service_unit, timeouts.restart)
+        .await?;
+    systemd.disable(&rkt.api_service_unit).await?;
+    systemd.reload().await?;
+    Ok(())
+}
+
+fn reachable<'a>(
+    systemd: Option<&'a Systemd>,
+    job: Job,
+    rkt: &RktServiceSpec,
+) -> Result<&'a Systemd, RestartError> {
+    systemd.ok_or_else(|| RestartError::NoSystemd {
+        job,
+        unit: rkt.api_service_unit.clone(),
+    })
+}
+
+/// Makes systemd read the unit file the agent wrote or removed; a unit file written is enabled too, so the service
+/// starts at boot (a failure to enable is logged: the service runs all the same).
+async fn reload(
+    systemd: &Systemd,
+    rkt: &RktServiceSpec,
+    unit: UnitChange,
+) -> Result<(), SystemdError> {
+    if unit == UnitChange::Unchanged {
+        return Ok(());
+    }
+    systemd.reload().await?;
+    if unit == UnitChange::Written
+        && let Err(error) = systemd.enable(&rkt.api_service_unit).await
+    {
+        tracing::warn!(%error, unit = rkt.api_service_unit, "could not enable the rkt API service");
+    }
     Ok(())
 }
 

@@ -9,7 +9,8 @@ use super::{
     rkt_service::RestartError,
 };
 use crate::api::{
-    RktNodeState, RktNodeStateSpec, RktServiceSpec, host_paths::RKT_LOCAL_CONFIG_DIR,
+    HostFile, RktNodeState, RktNodeStateSpec, RktServiceSpec,
+    host_paths::{RKT_LOCAL_CONFIG_DIR, api_service_unit_path},
 };
 
 /// The next step, or the end of the reconcile.
@@ -48,6 +49,10 @@ impl<'a> Desired<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct ApplyKnowledge<'a> {
     pub spec: &'a RktNodeStateSpec,
+    /// The files the node must hold: the spec's, and the rkt API service's unit when the agent writes it.
+    pub files: &'a [HostFile],
+    /// The rkt API service's unit is loaded and stopped (`inactive` or `failed`): its state.
+    pub stopped: Option<&'a str>,
     pub ledger: &'a Ledger,
     /// Managed files whose content or mode on the host differs from the ledger's, read before the reconcile.
     pub drifted: &'a [String],
@@ -102,6 +107,9 @@ pub enum ApplyProgress {
     },
     /// The rollback's outcome was recorded in the ledger and announced.
     Explained(Outcome),
+    /// The stopped rkt API service was started, or starting it failed (announced either way; the report says
+    /// whether it answers now); then this outcome is to be reported.
+    Started(Outcome),
     /// Status and conditions were reported.
     Reported,
 }
@@ -131,6 +139,8 @@ pub enum ApplyStep {
     RestartAfterRollback { cause: String, restored: Changes },
     /// Record and announce how the rollback ended.
     Explain(Outcome),
+    /// Start the rkt API service, found stopped (`was`: `inactive` or `failed`), then report `outcome`.
+    StartService { outcome: Outcome, was: String },
     /// Observe the rkt API service, the versions and net.d, and report this outcome.
     Report(Outcome),
 }
@@ -139,15 +149,15 @@ pub enum ApplyStep {
 pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) -> Next<ApplyStep> {
     let spec = knowledge.spec;
     Next::Do(match progress {
-        ApplyProgress::Start => match settled(knowledge.ledger, &spec.hash) {
+        ApplyProgress::Start => match settled(knowledge) {
             Some(_) if !knowledge.drifted.is_empty() => {
                 ApplyStep::Repair(knowledge.drifted.to_vec())
             }
-            Some(outcome) => ApplyStep::Report(outcome),
+            Some(outcome) => report(knowledge, outcome),
             None => ApplyStep::Check,
         },
-        ApplyProgress::Repaired => match settled(knowledge.ledger, &spec.hash) {
-            Some(outcome) => ApplyStep::Report(outcome),
+        ApplyProgress::Repaired => match settled(knowledge) {
+            Some(outcome) => report(knowledge, outcome),
             None => ApplyStep::Check,
         },
         ApplyProgress::Checked(Ok(())) if knowledge.announced == Some(spec.hash.as_str()) => {
@@ -156,7 +166,7 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
         ApplyProgress::Checked(Ok(())) => ApplyStep::Announce,
         // Nothing was written and the running service was not touched; checked again on every reconcile, so a
         // foreign file that made rkt refuse the change can be removed without touching the config.
-        ApplyProgress::Checked(Err(reason)) => ApplyStep::Report(Outcome::Refused(reason)),
+        ApplyProgress::Checked(Err(reason)) => report(knowledge, Outcome::Refused(reason)),
         ApplyProgress::Announced => ApplyStep::Begin,
         ApplyProgress::Begun(Ok(())) => ApplyStep::Write,
         ApplyProgress::Begun(Err(error)) => ApplyStep::Report(Outcome::Failed(format!(
@@ -217,14 +227,34 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
             "{cause}; restored the previous files, but the service is still unhealthy: {error}"
         ))),
         ApplyProgress::Explained(outcome) => ApplyStep::Report(outcome),
+        ApplyProgress::Started(outcome) => ApplyStep::Report(outcome),
         ApplyProgress::Reported => return Next::Done { retry: false },
     })
 }
 
-/// What to report for `hash` when nothing is to be done: it is applied, or it broke the service before and is not
-/// tried again until the spec changes. `None` when it is still to be applied.
-fn settled(ledger: &Ledger, hash: &str) -> Option<Outcome> {
-    if ledger.applied_hash.as_deref() == Some(hash) && ledger.pending.is_none() {
+/// Reporting `outcome` of a reconcile that restarted nothing: a stopped rkt API service is started first (a
+/// reconcile that restarted it has just seen it answer).
+fn report(knowledge: &ApplyKnowledge<'_>, outcome: Outcome) -> ApplyStep {
+    match knowledge.stopped {
+        Some(was) => ApplyStep::StartService {
+            outcome,
+            was: was.to_owned(),
+        },
+        None => ApplyStep::Report(outcome),
+    }
+}
+
+/// What to report for the spec when nothing is to be done: it is applied (and the agent's files are the ones it
+/// holds: a unit file it may now write, say, is not yet), or it broke the service before and is not tried again
+/// until the spec changes. `None` when it is still to be applied.
+fn settled(knowledge: &ApplyKnowledge<'_>) -> Option<Outcome> {
+    let (ledger, hash) = (knowledge.ledger, knowledge.spec.hash.as_str());
+    let holds_the_files = ledger.files.len() == knowledge.files.len()
+        && knowledge
+            .files
+            .iter()
+            .all(|file| ledger.files.contains_key(&file.path));
+    if ledger.applied_hash.as_deref() == Some(hash) && ledger.pending.is_none() && holds_the_files {
         Some(Outcome::Applied)
     } else if ledger.failed_hash.as_deref() == Some(hash) {
         Some(Outcome::RolledBack(
@@ -238,10 +268,23 @@ fn settled(ledger: &Ledger, hash: &str) -> Option<Outcome> {
     }
 }
 
-/// rkt reads its local configuration when the API service starts; other files (the kubelet's) take a restart only
-/// when the spec asks for one.
+/// rkt reads its local configuration when the API service starts, and systemd its unit; other files (the
+/// kubelet's) take a restart only when the spec asks for one.
 fn restart_needed(spec: &RktNodeStateSpec, changes: &Changes) -> bool {
-    changes.touches(RKT_LOCAL_CONFIG_DIR) || (spec.restart_api_service && !changes.is_empty())
+    changes.touches(RKT_LOCAL_CONFIG_DIR)
+        || changes.includes(&api_service_unit_path(&spec.rkt.api_service_unit))
+        || (spec.restart_api_service && !changes.is_empty())
+}
+
+/// What a change did to the rkt API service's unit file, which systemd must reload before the service is
+/// (re)started or stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitChange {
+    Unchanged,
+    /// Written or put back: it is there.
+    Written,
+    /// Removed: no unit file is there any more.
+    Removed,
 }
 
 /// What the agent knows when nothing of its own should be on the node.
@@ -260,6 +303,8 @@ pub enum CleanProgress {
     LetGo {
         result: Result<Changes, FileError>,
         service: Option<RktServiceSpec>,
+        /// Whether the service's unit file was among the files let go of, and is now gone.
+        unit: UnitChange,
     },
     /// That rkt API service was restarted without the files (a failure is logged: a service that does not come
     /// back without our files is not ours to mend).
@@ -277,8 +322,14 @@ pub enum CleanProgress {
 pub enum CleanStep {
     /// Let go of every managed file.
     LetGo,
-    /// Restart this rkt API service, whose configuration was let go of.
-    RestartService(RktServiceSpec),
+    /// Restart this rkt API service, whose configuration (or unit file) was let go of; systemd reloads its unit
+    /// files first when `unit` changed.
+    RestartService {
+        service: RktServiceSpec,
+        unit: UnitChange,
+    },
+    /// Stop and disable this rkt API service, whose unit file the agent wrote and has removed.
+    StopService(RktServiceSpec),
     /// Take the agent's Node conditions away.
     ClearConditions,
     /// Remove the RktNodeState's cleanup finalizer.
@@ -297,9 +348,17 @@ pub fn next_clean_step(knowledge: &CleanKnowledge<'_>, progress: CleanProgress) 
         CleanProgress::Start => Next::Do(CleanStep::LetGo),
         CleanProgress::LetGo { result: Err(_), .. } => Next::Done { retry: true },
         CleanProgress::LetGo {
+            result: Ok(_),
+            service: Some(service),
+            unit: UnitChange::Removed,
+        } => Next::Do(CleanStep::StopService(service)),
+        CleanProgress::LetGo {
             result: Ok(changes),
             service: Some(service),
-        } if changes.touches(RKT_LOCAL_CONFIG_DIR) => Next::Do(CleanStep::RestartService(service)),
+            unit,
+        } if changes.touches(RKT_LOCAL_CONFIG_DIR) || unit == UnitChange::Written => {
+            Next::Do(CleanStep::RestartService { service, unit })
+        }
         CleanProgress::LetGo { result: Ok(_), .. } | CleanProgress::ServiceRestarted => {
             Next::Do(CleanStep::ClearConditions)
         }
@@ -315,21 +374,28 @@ mod tests {
     use super::{Next::Do, *};
     use crate::{
         agent::{ledger::ManagedFile, ledger::Transaction, rkt_service::HealthError},
+        api::UnitPolicy,
         rkt::client::RktApiError,
     };
 
     const NET: &str = "/etc/rkt/net.d/00-rktnetes.conf";
     const KUBELET: &str = "/etc/systemd/system/kubelet.service.d/10-rkt.conf";
+    const UNIT: &str = "/etc/systemd/system/rkt-api.service";
 
     fn spec(hash: &str) -> RktNodeStateSpec {
         RktNodeStateSpec {
             config_name: "pool".to_owned(),
-            files: Vec::new(),
+            files: vec![HostFile {
+                path: NET.to_owned(),
+                content: "{}".to_owned(),
+                mode: 0o644,
+            }],
             hash: hash.to_owned(),
             rkt: RktServiceSpec {
                 version: "1.30.0".to_owned(),
                 api_endpoint: "127.0.0.1:15441".to_owned(),
                 api_service_unit: "rkt-api.service".to_owned(),
+                api_service_unit_policy: UnitPolicy::Create,
                 path: None,
             },
             restart_api_service: false,
@@ -372,6 +438,8 @@ mod tests {
     fn knowing<'a>(spec: &'a RktNodeStateSpec, ledger: &'a Ledger) -> ApplyKnowledge<'a> {
         ApplyKnowledge {
             spec,
+            files: &spec.files,
+            stopped: None,
             ledger,
             drifted: &[],
             announced: None,
@@ -452,6 +520,59 @@ mod tests {
         assert_eq!(
             next_apply_step(&knowledge, ApplyProgress::Checked(Ok(()))),
             Do(ApplyStep::Begin)
+        );
+    }
+
+    #[test]
+    fn a_stopped_service_is_started_before_the_report_when_nothing_else_restarted_it() {
+        let spec = spec("h");
+        let ledger = applied("h");
+        let knowledge = ApplyKnowledge {
+            stopped: Some("failed"),
+            ..knowing(&spec, &ledger)
+        };
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Start),
+            Do(ApplyStep::StartService {
+                outcome: Outcome::Applied,
+                was: "failed".to_owned()
+            })
+        );
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Started(Outcome::Applied)),
+            Do(ApplyStep::Report(Outcome::Applied))
+        );
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Committed),
+            Do(ApplyStep::Report(Outcome::Applied)),
+            "a change that restarted the service has just seen it answer"
+        );
+    }
+
+    #[test]
+    fn a_unit_file_the_agent_may_now_write_is_written_and_restarts_the_service() {
+        let spec = spec("h");
+        let ledger = applied("h");
+        let mut files = spec.files.clone();
+        files.push(HostFile {
+            path: UNIT.to_owned(),
+            content: "[Service]\n".to_owned(),
+            mode: 0o644,
+        });
+        let knowledge = ApplyKnowledge {
+            files: &files,
+            ..knowing(&spec, &ledger)
+        };
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Start),
+            Do(ApplyStep::Check),
+            "the hand-written unit was removed: the applied spec is not settled"
+        );
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Written(Ok(changes(&[UNIT])))),
+            Do(ApplyStep::Restart {
+                changes: changes(&[UNIT])
+            })
         );
     }
 
@@ -690,17 +811,43 @@ mod tests {
         assert_eq!(
             next(CleanProgress::LetGo {
                 result: Ok(changes(&[NET])),
-                service: Some(service.clone())
+                service: Some(service.clone()),
+                unit: UnitChange::Unchanged,
             }),
-            Do(CleanStep::RestartService(service.clone()))
+            Do(CleanStep::RestartService {
+                service: service.clone(),
+                unit: UnitChange::Unchanged
+            })
         );
         assert_eq!(
             next(CleanProgress::LetGo {
                 result: Ok(changes(&[KUBELET])),
-                service: Some(service)
+                service: Some(service.clone()),
+                unit: UnitChange::Unchanged,
             }),
             Do(CleanStep::ClearConditions),
             "the kubelet's files do not concern the rkt API service"
+        );
+        assert_eq!(
+            next(CleanProgress::LetGo {
+                result: Ok(changes(&[UNIT])),
+                service: Some(service.clone()),
+                unit: UnitChange::Written,
+            }),
+            Do(CleanStep::RestartService {
+                service: service.clone(),
+                unit: UnitChange::Written
+            }),
+            "a hand-written unit the agent had replaced is back: systemd reloads it and restarts the service"
+        );
+        assert_eq!(
+            next(CleanProgress::LetGo {
+                result: Ok(changes(&[NET, UNIT])),
+                service: Some(service.clone()),
+                unit: UnitChange::Removed,
+            }),
+            Do(CleanStep::StopService(service)),
+            "the unit the agent created is gone: so is its service"
         );
         assert_eq!(
             next(CleanProgress::ServiceRestarted),
@@ -721,7 +868,8 @@ mod tests {
                 &cleaning(&ledger, true),
                 CleanProgress::LetGo {
                     result: Err(io_error()),
-                    service: None
+                    service: None,
+                    unit: UnitChange::Unchanged,
                 }
             ),
             Next::Done { retry: true },

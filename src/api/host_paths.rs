@@ -14,6 +14,19 @@ pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
 /// Drop-ins of the kubelet's systemd unit, where the kubelet's rkt flags go.
 pub const KUBELET_DROP_IN_DIR: &str = "/etc/systemd/system/kubelet.service.d";
 
+/// Where the administrator's systemd unit files are: the agent writes the rkt API service's unit here
+/// ([`api_service_unit_path`]), and nothing else directly in it.
+pub const SYSTEMD_SYSTEM_DIR: &str = "/etc/systemd/system";
+
+/// The unit file of the rkt API service named `unit` (`RktNodeConfig`'s `spec.rkt.apiServiceUnit`, a unit name
+/// the CRD holds to letters, digits and `:_.@-`), which the agent writes unless told not to.
+pub fn api_service_unit_path(unit: &str) -> String {
+    format!("{SYSTEMD_SYSTEM_DIR}/{unit}")
+}
+
+/// Where the rkt binary is when `spec.rkt.path` does not say (rkt's own unit runs it from here).
+pub const DEFAULT_RKT_BINARY: &str = "/usr/bin/rkt";
+
 /// The directories an agent may write in. The CRD refuses a file anywhere else, so a compromised controller or a
 /// hand edit cannot make an agent write outside rkt's and the kubelet's configuration.
 pub const MANAGED_DIRS: [&str; 4] = [
@@ -56,6 +69,11 @@ pub const HOST_MOUNT_NAMESPACE: &str = "/proc/1/ns/mnt";
 pub fn is_below(path: &str, dir: &str) -> bool {
     path.strip_prefix(dir)
         .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+}
+
+/// The host directories the agent writes in: the [`MANAGED_DIRS`] and the one of the rkt API service's unit.
+pub fn agent_written_dirs() -> impl Iterator<Item = &'static str> {
+    MANAGED_DIRS.into_iter().chain([SYSTEMD_SYSTEM_DIR])
 }
 
 /// Whether an agent may write `path`: below one of [`MANAGED_DIRS`].

@@ -7,7 +7,7 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::host_paths::MANAGED_DIRS;
+use super::{host_paths::MANAGED_DIRS, rkt::UnitPolicy};
 
 /// The controller puts this finalizer on every RktNodeState; the node's agent removes it once it has taken its
 /// files off the node. Deleting a state therefore waits for the node to be clean, and the agent DaemonSet stays
@@ -145,6 +145,9 @@ pub struct RktServiceSpec {
     /// The systemd unit of the rkt API service.
     #[schemars(length(min = 9, max = 255))]
     pub api_service_unit: String,
+    /// Whether the agent writes that unit's file (`RktNodeConfig`'s `spec.rkt.apiServiceUnitPolicy`).
+    #[serde(default, skip_serializing_if = "UnitPolicy::is_default")]
+    pub api_service_unit_policy: UnitPolicy,
     /// The rkt binary, when not on the PATH: only where rkt is installed, as `RktNodeConfig`'s `spec.rkt.path`
     /// (the agent runs it as root).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -36,6 +36,14 @@ pub struct RktSpec {
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9:_.@-]+\\\\.service$')")
         .message("apiServiceUnit must be a systemd service unit name such as rkt-api.service"))]
     pub api_service_unit: String,
+    /// Whether the agent writes the unit file of `apiServiceUnit`, `/etc/systemd/system/<apiServiceUnit>`, running
+    /// `<path> api-service --listen=<apiEndpoint>` before the kubelet: `Create` (the default) writes it where no
+    /// unit exists and keeps the one it wrote up to date, but leaves a unit written by hand (or shipped by a
+    /// package) as it is and reports how it differs; `Replace` writes it over such a unit too (put back when the
+    /// node is no longer selected); `Leave` never writes it. In every case the agent starts the service when it
+    /// finds it stopped.
+    #[serde(default, skip_serializing_if = "UnitPolicy::is_default")]
+    pub api_service_unit_policy: UnitPolicy,
     /// The rkt binary (the kubelet's `--rkt-path`): a file named `rkt` in /usr/bin, /usr/local/bin, /opt/bin or
     /// /opt/rkt, or below /opt/rkt (such as /opt/rkt/v1.30.0/rkt). The agent runs `<path> version` on the node as
     /// root, so no other program may be named. Left out, `rkt` is looked up on the PATH.
@@ -47,6 +55,26 @@ pub struct RktSpec {
         validation = rkt_path_rule(),
     )]
     pub path: Option<String>,
+}
+
+/// Whether the agent writes the rkt API service's unit file.
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum UnitPolicy {
+    /// Write the unit where none exists and keep the agent's own up to date; leave any other as it is.
+    #[default]
+    Create,
+    /// Write the unit, over one written by hand or shipped by a package too.
+    Replace,
+    /// Never write the unit: the administrator provides it.
+    Leave,
+}
+
+impl UnitPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The rkt API service's default listen address (rkt `api-service --listen`).

@@ -21,7 +21,7 @@ use k8s_openapi::{
 
 use crate::api::{
     NodeSelector, RktNodeConfig,
-    host_paths::{AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE, MANAGED_DIRS},
+    host_paths::{self, AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE},
 };
 use crate::render::json_hash;
 
@@ -243,11 +243,12 @@ fn selector_term(selector: &NodeSelector) -> NodeSelectorTerm {
     }
 }
 
-/// The host directories the agent may write (mounted at the same paths), its state directory, and the D-Bus
-/// socket.
+/// The host directories the agent writes (mounted at the same paths: the managed directories and the one of the
+/// rkt API service's unit), its state directory, and the D-Bus socket.
 fn host_mounts() -> (Vec<Volume>, Vec<VolumeMount>) {
-    let mut directories: BTreeSet<String> =
-        MANAGED_DIRS.iter().map(|dir| dir.to_string()).collect();
+    let mut directories: BTreeSet<String> = host_paths::agent_written_dirs()
+        .map(str::to_owned)
+        .collect();
     directories.insert(AGENT_STATE_DIR.to_owned());
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
@@ -376,6 +377,7 @@ mod tests {
                 "/etc/cni/net.d",
                 "/etc/rkt/net.d",
                 "/etc/rkt/stage1.d",
+                "/etc/systemd/system",
                 "/etc/systemd/system/kubelet.service.d",
                 "/var/lib/rktnetes",
                 "/run/dbus/system_bus_socket"

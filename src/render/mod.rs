@@ -4,6 +4,7 @@
 //! `RktNodeState`) and by `rktnetes render` (which prints it offline), so what an admin previews is what nodes get.
 //! The output is byte-for-byte deterministic: the same spec always gives the same files and the same hash.
 
+pub mod api_service_unit;
 mod contained_network;
 mod hash;
 mod json;
@@ -150,6 +151,7 @@ fn rkt_service(rkt: &RktSpec) -> RktServiceSpec {
         version: rkt.version.clone(),
         api_endpoint: rkt.api_endpoint.clone(),
         api_service_unit: rkt.api_service_unit.clone(),
+        api_service_unit_policy: rkt.api_service_unit_policy,
         path: rkt.path.clone(),
     }
 }

@@ -22,8 +22,8 @@ use crate::support::{
     eventually,
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
     scenario::{
-        Cleanup, FAULT_FILE, NET_FILE, REACTION, STAGE1_FILE, VENDOR_STAGE1, bridge_example,
-        main_pid, node_conditions, setup, two_more_checks,
+        Cleanup, FAULT_FILE, NET_FILE, REACTION, STAGE1_FILE, UNIT_FILE, VENDOR_STAGE1,
+        bridge_example, main_pid, node_conditions, node_event, setup, two_more_checks,
     },
 };
 
@@ -500,7 +500,7 @@ async fn deleting_the_config_removes_our_files_and_leaves_foreign_ones() {
 }
 
 #[tokio::test]
-async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing() {
+async fn a_stopped_rkt_api_service_is_started_and_one_that_does_not_answer_is_reported() {
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
     // The node's rkt binary by path (the kubelet's --rkt-path): the agent's fallback when GetInfo fails. It exists
@@ -529,10 +529,49 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
         let (status, reason, message) = conditions.get("RktAPIServiceReady")?.clone();
         (status == wanted).then_some((reason, message))
     };
-    // No event the agent watches: only its periodic check can notice.
+    // No event the agent watches: only its periodic check can notice, and it starts the service again.
+    let pid_before = main_pid(node);
     node_ok(node, "systemctl stop rkt-api.service");
     let (_, message) = eventually(
-        "the agent reports the stopped rkt API service",
+        "the agent starts the stopped rkt API service and says so",
+        REACTION,
+        async || {
+            let (reason, message) = api_service_ready("True").await?;
+            message
+                .contains("Last start by the agent")
+                .then_some((reason, message))
+        },
+    )
+    .await;
+    assert!(message.contains("was inactive"), "{message}");
+    let pid_after = main_pid(node);
+    assert!(
+        pid_after != "0" && pid_after != pid_before,
+        "rkt-api.service was not started again ({pid_before} -> {pid_after})"
+    );
+    node_event(
+        &client,
+        node,
+        "StartedAPIService",
+        "rkt-api.service was inactive",
+    )
+    .await;
+
+    // A service that runs but does not answer (the stand-in's fault switch: GetInfo fails while the network config
+    // has an MTU): reported, not restarted, and the version comes from `/usr/bin/rkt version` on the node.
+    let _fault_cleared = Cleanup(
+        node,
+        format!("rm -f {FAULT_FILE} && systemctl restart rkt-api.service"),
+    );
+    node_ok(
+        node,
+        &format!(
+            "mkdir -p /run/rkt-standin && printf 'getinfo\\n{NET_FILE}\\nmtu\\n' > {FAULT_FILE} && \
+             systemctl restart rkt-api.service"
+        ),
+    );
+    let (_, message) = eventually(
+        "the agent reports the rkt API service that does not answer",
         REACTION,
         async || api_service_ready("False").await,
     )
@@ -547,11 +586,114 @@ async fn a_stopped_rkt_api_service_is_reported_and_a_quiet_node_writes_nothing()
         "the agent did not learn the version from `/usr/bin/rkt version` on the node"
     );
 
-    node_ok(node, "systemctl start rkt-api.service");
+    node_ok(
+        node,
+        &format!("rm -f {FAULT_FILE} && systemctl restart rkt-api.service"),
+    );
     eventually(
         "the agent reports the rkt API service back",
         REACTION,
         async || api_service_ready("True").await,
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_agent_writes_a_missing_rkt_api_service_unit_and_leaves_a_hand_written_one() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    apply_config(&client, bridge_example()).await;
+    converged(&client, "bridge", POOL.len()).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let unit_condition = async |node: &str, reason: &str| {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        let condition = conditions.get("RktAPIServiceUnitManaged")?.clone();
+        (condition.1 == reason).then_some(condition)
+    };
+
+    // The nodes' own unit (e2e/node/rkt-api.service) was written by hand: left as it is, and how it differs from
+    // the agent's is reported.
+    let hand_written = POOL[0];
+    let before = node_ok(hand_written, &format!("sha256sum {UNIT_FILE}"));
+    let (status, _, message) =
+        eventually("the hand-written unit is reported", REACTION, async || {
+            unit_condition(hand_written, "NotWrittenByAgent").await
+        })
+        .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains(UNIT_FILE)
+            && message.contains("-ExecStart=/usr/bin/rkt api-service")
+            && message.contains("+ExecStart=/usr/bin/rkt api-service --listen=localhost:15441"),
+        "{message}"
+    );
+    assert_eq!(
+        node_ok(hand_written, &format!("sha256sum {UNIT_FILE}")),
+        before,
+        "the hand-written unit was changed"
+    );
+
+    // Without any unit, the agent writes its own, enables it, starts the service and reports it. (The node keeps
+    // the agent's unit for the scenarios after this one; the hand-written one stays on the first node.)
+    let missing = POOL[1];
+    node_ok(
+        missing,
+        &format!(
+            "systemctl disable --now rkt-api.service; rm -f {UNIT_FILE} && systemctl daemon-reload"
+        ),
+    );
+    let (status, _, message) =
+        eventually("the agent writes the missing unit", REACTION, async || {
+            unit_condition(missing, "WrittenByAgent").await
+        })
+        .await;
+    assert_eq!(status, "True", "{message}");
+    let unit = node_file(missing, UNIT_FILE).expect("the agent's unit");
+    assert!(
+        unit.contains("\nExecStart=/usr/bin/rkt api-service --listen=localhost:15441\n")
+            && unit.contains("\nBefore=kubelet.service\n"),
+        "{unit}"
+    );
+    assert_eq!(
+        node_ok(missing, "systemctl is-enabled rkt-api.service").trim(),
+        "enabled"
+    );
+    eventually("the service it started answers", REACTION, async || {
+        let conditions = node_conditions(&nodes.get(missing).await.ok()?);
+        (conditions.get("RktAPIServiceReady")?.0 == "True").then_some(())
+    })
+    .await;
+    node_event(&client, missing, "Applied", UNIT_FILE).await;
+
+    // An edit of the agent's unit is drift: put back.
+    node_ok(missing, &format!("echo '# edited' >> {UNIT_FILE}"));
+    eventually("the agent repairs its unit", REACTION, async || {
+        (node_file(missing, UNIT_FILE).as_deref() == Some(unit.as_str())).then_some(())
+    })
+    .await;
+
+    // A node no config selects any more has nothing of the agent's: its unit is removed and the service it ran
+    // stopped and disabled; the hand-written one stays.
+    Api::<RktNodeConfig>::all(client.clone())
+        .delete("bridge", &Default::default())
+        .await
+        .expect("the config is deleted");
+    eventually("the agent removes its unit", REACTION, async || {
+        node_file(missing, UNIT_FILE).is_none().then_some(())
+    })
+    .await;
+    eventually("the service it ran is stopped", REACTION, async || {
+        let active = node_shell(missing, "systemctl is-active rkt-api.service");
+        let state = String::from_utf8_lossy(&active.stdout).trim().to_owned();
+        (state == "inactive" || state == "unknown").then_some(())
+    })
+    .await;
+    assert_ne!(
+        node_ok(missing, "systemctl is-enabled rkt-api.service 2>&1 || true").trim(),
+        "enabled"
+    );
+    assert_eq!(
+        node_ok(hand_written, &format!("sha256sum {UNIT_FILE}")),
+        before
+    );
 }

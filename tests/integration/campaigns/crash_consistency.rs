@@ -32,13 +32,14 @@ use crate::support::{
     cluster::serial,
     kind_profile,
     nodes::{POOL, node_ok, node_root},
-    scenario::bridge_example,
+    scenario::{FAULT_FILE, NET_FILE, bridge_example},
 };
+
+/// The MTU of the change that the fault switch breaks.
+const BROKEN_MTU: u32 = 1450;
 
 /// How many crash points the campaign hits at least (whole sweeps); one sweep when unset (CI).
 const GOAL: &str = "RKTNETES_CRASH_POINTS";
-/// A vendor's stage1 default: beside the operator's, stage1.d names a stage1 twice, which rkt refuses.
-const VENDOR_STAGE1: &str = "/etc/rkt/stage1.d/50-vendor.json";
 
 #[tokio::test]
 async fn a_crash_at_any_step_leaves_every_file_whole_and_the_node_converges() {
@@ -116,8 +117,9 @@ struct Cycles {
 
 struct Change {
     spec: RktNodeStateSpec,
-    /// A vendor stage1 default is put on the node for this change, which then breaks the rkt API service and is
-    /// rolled back to the spec before it.
+    /// The stand-in's fault switch makes the rkt API service exit at start while the network config has this
+    /// change's MTU (a failure the configuration check cannot foresee): the change is rolled back to the spec
+    /// before it.
     breaks: bool,
     /// The spec whose files are on the node after this change.
     settles_on: RktNodeStateSpec,
@@ -142,7 +144,7 @@ impl Cycles {
         };
         let start = spec(base.clone());
         let changed = spec(with_stage1(1400));
-        let broken = spec(with_stage1(1450));
+        let broken = spec(with_stage1(BROKEN_MTU));
         let change = |spec: &RktNodeStateSpec, breaks, settles_on: &RktNodeStateSpec| Change {
             spec: spec.clone(),
             breaks,
@@ -249,7 +251,7 @@ async fn change(
         node_ok(
             drill.node,
             &format!(
-                r#"printf '{{"rktKind":"stage1","rktVersion":"v1","name":"example.com/vendor-stage1","version":"1.0.0"}}' > {VENDOR_STAGE1}"#
+                "mkdir -p /run/rkt-standin && printf 'exit\\n{NET_FILE}\\n\"mtu\": {BROKEN_MTU}\\n' > {FAULT_FILE}"
             ),
         );
     }
@@ -289,7 +291,7 @@ async fn change(
     };
     drill.check_whole(&change.settles_on, known);
     if change.breaks {
-        node_ok(drill.node, &format!("rm -f {VENDOR_STAGE1}"));
+        node_ok(drill.node, &format!("rm -f {FAULT_FILE}"));
     }
     figures.changes += 1;
     // A broken service is also restarted by systemd itself (Restart=on-failure): only changes that work count.

@@ -3,8 +3,8 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::api::core::v1::Node;
-use kube::Client;
+use k8s_openapi::api::{core::v1::Node, events::v1::Event};
+use kube::{Api, Client, api::ListParams};
 
 use super::{
     cluster::cluster,
@@ -18,6 +18,9 @@ pub const NET_FILE: &str = "/etc/rkt/net.d/00-rktnetes.conf";
 pub const STAGE1_FILE: &str = "/etc/rkt/stage1.d/rktnetes.json";
 /// A vendor's stage1 default beside the operator's, which scenarios put on a node.
 pub const VENDOR_STAGE1: &str = "/etc/rkt/stage1.d/50-vendor.json";
+/// The rkt API service's unit file, hand-written on the test nodes (`e2e/node/rkt-api.service`) until a scenario
+/// removes it and the agent writes its own.
+pub const UNIT_FILE: &str = "/etc/systemd/system/rkt-api.service";
 /// The rkt stand-in's fault switch (`tests/rkt-standin/src/fault.rs`).
 pub const FAULT_FILE: &str = "/run/rkt-standin/fault";
 
@@ -79,6 +82,30 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         node_shell(self.0, &self.1);
     }
+}
+
+/// Waits for an Event regarding `node` with `reason` whose note contains `text`.
+pub async fn node_event(client: &Client, node: &str, reason: &str, text: &str) {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(
+        &format!("a {reason} Event on {node} says {text:?}"),
+        REACTION,
+        async || {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .any(|event| {
+                    event.reason.as_deref() == Some(reason)
+                        && event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(node)
+                        && event
+                            .note
+                            .as_deref()
+                            .is_some_and(|note| note.contains(text))
+                })
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// The MainPID of the node's rkt-api.service.
