@@ -1,12 +1,17 @@
 //! What the agent checks on the node besides its files, and what the results mean: the pure part of reporting.
 
 use crate::{
-    api::{MIN_RKT_VERSION, NodePhase, RKT_KUBERNETES_NETWORK, RktNodeStateSpec},
+    api::{
+        MIN_RKT_VERSION, NodePhase, RKT_KUBERNETES_NETWORK, RktNodeStateSpec,
+        host_paths::RKT_NET_DIR,
+    },
     conditions::ConditionUpdate,
+    rkt::net_d::NetD,
 };
 
 use super::{
     api_service_unit::UnitFinding,
+    network_probe::ProbeError,
     systemd::{MIN_SYSTEMD_VERSION, major_version},
 };
 
@@ -29,6 +34,10 @@ pub struct Observation {
     pub api_service: Result<(), String>,
     /// A foreign file in net.d that defines `rkt.kubernetes.io` before ours.
     pub shadowed_by: Option<String>,
+    /// A file in net.d that rkt cannot decode, which fails every pod's network: why.
+    pub net_d_broken: Option<String>,
+    /// The proof of the contained network (what it showed), or why there is none; `None` without one.
+    pub network: Option<Result<String, ProbeError>>,
     /// Why rkt would refuse the configuration on the node now (a foreign file added since the change, say): the
     /// API service would not start again.
     pub config_refused: Option<String>,
@@ -85,6 +94,11 @@ pub fn phase(
                     .shadowed_by
                     .as_ref()
                     .map(|file| shadow_message(file)),
+                observation.net_d_broken.clone(),
+                match &observation.network {
+                    Some(Err(error)) => Some(format!("the network is not proven: {error}")),
+                    _ => None,
+                },
                 observation.config_refused.clone(),
             ]
             .into_iter()
@@ -106,14 +120,11 @@ pub fn conditions(
     observation: &Observation,
 ) -> Vec<ConditionUpdate> {
     let network = match (outcome, &observation.shadowed_by) {
-        (Outcome::Applied, None) => ConditionUpdate::new(
+        (Outcome::Applied, _) if observation.net_d_broken.is_some() => ConditionUpdate::new(
             condition::NETWORK_READY,
-            true,
-            "Applied",
-            format!(
-                "The node has the network configuration of RktNodeConfig {}.",
-                spec.config_name
-            ),
+            false,
+            "NetDBroken",
+            observation.net_d_broken.clone().unwrap_or_default(),
         ),
         (Outcome::Applied, Some(file)) => ConditionUpdate::new(
             condition::NETWORK_READY,
@@ -121,6 +132,35 @@ pub fn conditions(
             "ShadowedByForeignConfig",
             shadow_message(file),
         ),
+        (Outcome::Applied, None) => match &observation.network {
+            None => ConditionUpdate::new(
+                condition::NETWORK_READY,
+                true,
+                "Applied",
+                format!(
+                    "The node has the network configuration of RktNodeConfig {}.",
+                    spec.config_name
+                ),
+            ),
+            Some(Ok(proof)) => ConditionUpdate::new(
+                condition::NETWORK_READY,
+                true,
+                "Proven",
+                format!(
+                    "The network of RktNodeConfig {} works on the node: {proof}.",
+                    spec.config_name
+                ),
+            ),
+            Some(Err(ProbeError::NotReady { reason, message })) => {
+                ConditionUpdate::new(condition::NETWORK_READY, false, reason, message.clone())
+            }
+            Some(Err(ProbeError::Failed(error))) => ConditionUpdate::new(
+                condition::NETWORK_READY,
+                false,
+                "ProbeFailed",
+                error.clone(),
+            ),
+        },
         (Outcome::RolledBack(reason), _) => ConditionUpdate::new(
             condition::NETWORK_READY,
             false,
@@ -290,28 +330,29 @@ fn rkt_version_problem(spec: &RktNodeStateSpec, observation: &Observation) -> Op
     })
 }
 
-/// The first `*.conf` in net.d, in rkt's order, that defines `rkt.kubernetes.io` and sorts before `ours`:
-/// rkt takes the first file defining a name and ignores the rest. `files` are (file name, content).
-pub fn shadowing_file(files: &[(String, String)], ours: &str) -> Option<String> {
-    let mut names: Vec<&(String, String)> = files
-        .iter()
-        .filter(|(name, _)| name.ends_with(".conf"))
-        .collect();
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    names
-        .into_iter()
-        .take_while(|(name, _)| name.as_str() < ours)
-        .find(|(_, content)| {
-            serde_json::from_str::<serde_json::Value>(content)
-                .ok()
-                .and_then(|config| {
-                    config
-                        .get("name")
-                        .and_then(|name| name.as_str().map(str::to_owned))
-                })
-                .is_some_and(|name| name == RKT_KUBERNETES_NETWORK)
-        })
-        .map(|(name, _)| name.clone())
+/// What net.d, as rkt loads it, means for the operator's network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetDFindings {
+    /// A foreign file that defines the Kubernetes network before ours, so rkt uses it instead.
+    pub shadowed_by: Option<String>,
+    /// A file rkt cannot decode, failing every pod's network setup: why.
+    pub broken: Option<String>,
+}
+
+/// Judges `net_d` for the operator's file named `ours`.
+pub fn net_d_findings(net_d: &NetD, ours: &str) -> NetDFindings {
+    NetDFindings {
+        shadowed_by: net_d
+            .defining(RKT_KUBERNETES_NETWORK)
+            .filter(|file| file.file != ours)
+            .map(|file| format!("{RKT_NET_DIR}/{}", file.file)),
+        broken: net_d.undecodable.as_ref().map(|(file, reason)| {
+            format!(
+                "{RKT_NET_DIR}/{file} cannot be decoded as rkt decodes net.d ({reason}), so rkt fails the network \
+                 setup of every pod on this node; fix or remove it"
+            )
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +382,8 @@ mod tests {
             rkt_version: Ok("1.30.0".into()),
             api_service: Ok(()),
             shadowed_by: None,
+            net_d_broken: None,
+            network: None,
             config_refused: None,
             unit: UnitFinding::Agent(crate::render::api_service_unit::render(&spec().rkt)),
             started: None,
@@ -458,31 +501,59 @@ mod tests {
     }
 
     #[test]
-    fn only_an_earlier_file_defining_our_network_shadows_ours() {
+    fn only_an_earlier_file_defining_our_network_shadows_ours_and_an_undecodable_one_breaks_all() {
         let file = |name: &str, network: &str| {
             (
                 name.to_owned(),
-                format!("{{\"name\": \"{network}\", \"type\": \"ptp\"}}"),
+                format!("{{\"name\": \"{network}\", \"type\": \"ptp\"}}").into_bytes(),
             )
         };
         let ours = "00-rktnetes.conf";
+        let findings = |entries: &[(String, Vec<u8>)]| net_d_findings(&NetD::load(entries), ours);
         assert_eq!(
-            shadowing_file(&[file("00-admin.conf", RKT_KUBERNETES_NETWORK)], ours),
-            Some("00-admin.conf".into())
+            findings(&[
+                file(ours, RKT_KUBERNETES_NETWORK),
+                file("00-admin.conf", RKT_KUBERNETES_NETWORK)
+            ])
+            .shadowed_by
+            .as_deref(),
+            Some("/etc/rkt/net.d/00-admin.conf")
         );
         assert_eq!(
-            shadowing_file(&[file("00-admin.conf", "other")], ours),
-            None
+            findings(&[
+                file(ours, RKT_KUBERNETES_NETWORK),
+                file("00-admin.conf", "other")
+            ]),
+            NetDFindings::default()
         );
         assert_eq!(
-            shadowing_file(&[file("50-admin.conf", RKT_KUBERNETES_NETWORK)], ours),
-            None,
+            findings(&[
+                file(ours, RKT_KUBERNETES_NETWORK),
+                file("50-admin.conf", RKT_KUBERNETES_NETWORK)
+            ]),
+            NetDFindings::default(),
             "later files are ignored by rkt"
         );
         assert_eq!(
-            shadowing_file(&[file("00-admin.json", RKT_KUBERNETES_NETWORK)], ours),
-            None,
+            findings(&[
+                file(ours, RKT_KUBERNETES_NETWORK),
+                file("00-admin.json", RKT_KUBERNETES_NETWORK)
+            ]),
+            NetDFindings::default(),
             "rkt reads only *.conf"
+        );
+        let broken = findings(&[
+            file(ours, RKT_KUBERNETES_NETWORK),
+            (
+                "90-admin.conf".to_owned(),
+                br#"{"name": "admin", "mtu": "1500"}"#.to_vec(),
+            ),
+        ])
+        .broken
+        .unwrap();
+        assert!(
+            broken.contains("/etc/rkt/net.d/90-admin.conf") && broken.contains("NetConf.mtu"),
+            "{broken}"
         );
     }
 }

@@ -81,6 +81,22 @@ impl HostPrograms {
         command
     }
 
+    /// A command for the node's program `program` that runs in a network namespace of its own, new and empty:
+    /// while it runs, `/proc/<its pid>/ns/net` is a scratch network namespace.
+    pub fn in_new_network_namespace(&self, program: &str) -> Command {
+        let mut command = self.command(program);
+        // SAFETY: between fork and exec only unshare, async-signal-safe, is called.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+
     /// Where the programs run, for logs and messages.
     pub fn describe(&self) -> String {
         match self {

@@ -40,6 +40,16 @@ pub struct Transaction {
     pub restart_requested_at: Option<u64>,
 }
 
+/// What proved a spec's network on the node.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkProof {
+    /// The spec hash.
+    pub hash: String,
+    /// What the proof showed, for the reports.
+    pub proof: String,
+}
+
 /// Everything the agent remembers, in one JSON file written atomically.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -58,6 +68,9 @@ pub struct Ledger {
     /// The rkt API service the managed files belong to, to restart it after letting go of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_service: Option<RktServiceSpec>,
+    /// The last proof that the network of a spec works on the node, so a restarted agent does not prove it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_proven: Option<NetworkProof>,
     /// A change that had begun when the agent last stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Transaction>,
@@ -69,6 +82,7 @@ impl Ledger {
         self.applied_hash = None;
         self.failed_hash = None;
         self.failed_reason = None;
+        self.network_proven = None;
         self.pending = None;
     }
 

@@ -14,6 +14,7 @@ mod drift;
 mod host_files;
 mod host_namespace;
 pub(crate) mod ledger;
+mod network_probe;
 mod notices;
 mod own_state;
 mod reconciler;
@@ -139,6 +140,7 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
         refused: None,
         started: None,
         start_failed_at: None,
+        network: None,
         retry: false,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;

@@ -10,7 +10,8 @@ use super::{
     config_check,
     host_files::{Changes, Host},
     host_namespace::HostPrograms,
-    ledger::{Ledger, LedgerFile},
+    ledger::{Ledger, LedgerFile, NetworkProof},
+    network_probe::{self, ProbeError},
     notices,
     report::{self, Reports},
     rkt_binary,
@@ -27,6 +28,7 @@ use crate::{
         host_paths::{self, DBUS_SOCKET, RKT_NET_DIR, api_service_unit_path},
     },
     conditions::merge_conditions,
+    rkt::net_d::NetD,
 };
 
 /// How long the agent waits before it starts again a service that it could not start.
@@ -47,6 +49,8 @@ pub struct Reconciler {
     pub refused: Option<(String, String)>,
     /// When and from which state the agent last started the stopped rkt API service, for the reports.
     pub started: Option<String>,
+    /// The last proof of the network of a spec (its hash), for the reports; proven again while it is not `Ok`.
+    pub network: Option<(String, Result<String, ProbeError>)>,
     /// When starting the stopped service last failed: it is not started again for [`START_BACKOFF`].
     pub start_failed_at: Option<std::time::Instant>,
     /// The last reconcile failed in a way only trying again mends (letting go of files, the finalizer).
@@ -206,6 +210,16 @@ impl Reconciler {
                 ApplyProgress::Restarted {
                     changes,
                     result: health.map(drop).map_err(RestartError::from),
+                }
+            }
+            ApplyStep::ProveNetwork { changes } => {
+                let result = self.prove_network(spec).await;
+                ApplyProgress::Proven {
+                    changes,
+                    result: match result {
+                        Some(Err(ProbeError::Failed(error))) => Err(error),
+                        _ => Ok(()),
+                    },
                 }
             }
             ApplyStep::Commit { changes, restarted } => {
@@ -396,8 +410,52 @@ impl Reconciler {
         (state.load_state == "loaded" && state.is_stopped()).then_some(state.active_state)
     }
 
+    /// Proves the network of `spec`'s contained-network file on the node and keeps the result for the reports;
+    /// `None` when the spec has none.
+    async fn prove_network(
+        &mut self,
+        spec: &RktNodeStateSpec,
+    ) -> Option<Result<String, ProbeError>> {
+        let file = spec
+            .files
+            .iter()
+            .find(|file| host_paths::is_below(&file.path, RKT_NET_DIR))?;
+        let result = network_probe::prove(&self.host_programs, &file.content)
+            .await
+            .map(|proof| proof.to_string());
+        match &result {
+            Ok(proof) => {
+                tracing::info!(proof, "the network works");
+                self.ledger.network_proven = Some(NetworkProof {
+                    hash: spec.hash.clone(),
+                    proof: proof.clone(),
+                });
+                self.save_ledger();
+            }
+            Err(error) => tracing::warn!(%error, "the network is not proven"),
+        }
+        self.network = Some((spec.hash.clone(), result.clone()));
+        Some(result)
+    }
+
+    /// The network proof of the applied `spec`: the last one when it succeeded, else a new one.
+    async fn network_proof(
+        &mut self,
+        spec: &RktNodeStateSpec,
+    ) -> Option<Result<String, ProbeError>> {
+        if self.ledger.applied_hash.as_deref() != Some(spec.hash.as_str()) {
+            return None;
+        }
+        match (&self.network, &self.ledger.network_proven) {
+            (Some((hash, Ok(proof))), _) if *hash == spec.hash => Some(Ok(proof.clone())),
+            // Proven by an agent before this one.
+            (None, Some(proven)) if proven.hash == spec.hash => Some(Ok(proven.proof.clone())),
+            _ => self.prove_network(spec).await,
+        }
+    }
+
     /// Checks the rkt API service, the versions and net.d.
-    async fn observe(&self, spec: &RktNodeStateSpec, unit: &UnitFinding) -> Observation {
+    async fn observe(&mut self, spec: &RktNodeStateSpec, unit: &UnitFinding) -> Observation {
         let systemd_version = match &self.systemd {
             Some(systemd) => systemd.version().await.ok(),
             None => None,
@@ -410,34 +468,45 @@ impl Reconciler {
                 .await
                 .map_err(|error| error.to_string()),
         };
+        let net_d = self.net_d(spec);
         Observation {
             systemd_version,
             rkt_version,
             api_service: health.map(drop).map_err(|error| error.to_string()),
-            shadowed_by: self.shadowing_file(spec),
+            shadowed_by: net_d.shadowed_by,
+            net_d_broken: net_d.broken,
             config_refused: config_check::now(&self.host)
                 .err()
                 .map(|error| config_check::refusal(&error)),
             unit: unit.clone(),
             started: self.started.clone(),
+            network: self.network_proof(spec).await,
         }
     }
 
-    /// A foreign file in net.d that defines the Kubernetes network before ours.
-    fn shadowing_file(&self, spec: &RktNodeStateSpec) -> Option<String> {
-        let ours = spec
+    /// net.d judged as rkt loads it, when the spec has a contained network (rkt reads net.d only for one).
+    fn net_d(&self, spec: &RktNodeStateSpec) -> checks::NetDFindings {
+        let Some(ours) = spec
             .files
             .iter()
-            .find(|file| host_paths::is_below(&file.path, RKT_NET_DIR))?;
-        let ours_name = ours.path.rsplit('/').next()?;
-        let files = match self.host.files_in(RKT_NET_DIR) {
-            Ok(files) => files,
+            .find(|file| host_paths::is_below(&file.path, RKT_NET_DIR))
+            .and_then(|file| file.path.rsplit('/').next())
+        else {
+            return checks::NetDFindings::default();
+        };
+        match self.host.files_in(RKT_NET_DIR) {
+            Ok(files) => {
+                let entries: Vec<(String, Vec<u8>)> = files
+                    .into_iter()
+                    .map(|(name, content)| (name, content.into_bytes()))
+                    .collect();
+                checks::net_d_findings(&NetD::load(&entries), ours)
+            }
             Err(error) => {
                 tracing::warn!(%error, "could not read net.d");
-                return None;
+                checks::NetDFindings::default()
             }
-        };
-        checks::shadowing_file(&files, ours_name).map(|name| format!("{RKT_NET_DIR}/{name}"))
+        }
     }
 
     async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {

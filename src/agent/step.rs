@@ -10,7 +10,7 @@ use super::{
 };
 use crate::api::{
     HostFile, RktNodeState, RktNodeStateSpec, RktServiceSpec,
-    host_paths::{RKT_LOCAL_CONFIG_DIR, api_service_unit_path},
+    host_paths::{self, RKT_LOCAL_CONFIG_DIR, RKT_NET_DIR, api_service_unit_path},
 };
 
 /// The next step, or the end of the reconcile.
@@ -92,6 +92,13 @@ pub enum ApplyProgress {
         changes: Changes,
         result: Result<(), RestartError>,
     },
+    /// The network of the change's contained-network file was proven on the node, or not: `Err` holds why the
+    /// configuration does not work (a plugin that is missing, or flannel not running, is not the change's fault and
+    /// is not an error here).
+    Proven {
+        changes: Changes,
+        result: Result<(), String>,
+    },
     /// The change is over and recorded as applied.
     Committed,
     /// The files from before the change, which failed for `cause`, were put back.
@@ -131,6 +138,8 @@ pub enum ApplyStep {
     Restart { changes: Changes },
     /// Wait for GetInfo from the rkt API service that an earlier agent restarted for this change.
     CheckHealth { changes: Changes },
+    /// Prove the network of the spec's contained-network file, which the change wrote, on the node.
+    ProveNetwork { changes: Changes },
     /// Record the spec as applied; `restarted` says whether the service was restarted for it.
     Commit { changes: Changes, restarted: bool },
     /// Put back the files from before the change, which failed for `cause`.
@@ -190,9 +199,24 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
         ApplyProgress::Restarted {
             changes,
             result: Ok(()),
+        } if changes.touches(RKT_NET_DIR) && has_contained_network(spec) => {
+            ApplyStep::ProveNetwork { changes }
+        }
+        ApplyProgress::Restarted {
+            changes,
+            result: Ok(()),
+        }
+        | ApplyProgress::Proven {
+            changes,
+            result: Ok(()),
         } => ApplyStep::Commit {
             changes,
             restarted: true,
+        },
+        ApplyProgress::Proven {
+            result: Err(error), ..
+        } => ApplyStep::RollBack {
+            cause: format!("the network config does not work on this node: {error}"),
         },
         ApplyProgress::Restarted {
             result: Err(error), ..
@@ -266,6 +290,13 @@ fn settled(knowledge: &ApplyKnowledge<'_>) -> Option<Outcome> {
     } else {
         None
     }
+}
+
+/// Whether the spec writes a contained-network configuration (a file in rkt's net.d).
+pub fn has_contained_network(spec: &RktNodeStateSpec) -> bool {
+    spec.files
+        .iter()
+        .any(|file| host_paths::is_below(&file.path, RKT_NET_DIR))
 }
 
 /// rkt reads its local configuration when the API service starts, and systemd its unit; other files (the
@@ -472,6 +503,16 @@ mod tests {
                 changes: changes(&[NET]),
                 result: Ok(())
             }),
+            Do(ApplyStep::ProveNetwork {
+                changes: changes(&[NET])
+            }),
+            "a new contained network is proven on the node"
+        );
+        assert_eq!(
+            next(ApplyProgress::Proven {
+                changes: changes(&[NET]),
+                result: Ok(())
+            }),
             Do(ApplyStep::Commit {
                 changes: changes(&[NET]),
                 restarted: true
@@ -482,6 +523,38 @@ mod tests {
             Do(ApplyStep::Report(Outcome::Applied))
         );
         assert_eq!(next(ApplyProgress::Reported), Next::Done { retry: false });
+    }
+
+    #[test]
+    fn a_network_that_does_not_work_is_rolled_back_with_the_plugins_error() {
+        let spec = spec("new");
+        let ledger = applied("old");
+        let step = next_apply_step(
+            &knowing(&spec, &ledger),
+            ApplyProgress::Proven {
+                changes: changes(&[NET]),
+                result: Err("/usr/lib/cni/bridge ADD: failed to set bridge addr".to_owned()),
+            },
+        );
+        assert!(
+            matches!(&step, Do(ApplyStep::RollBack { cause }) if cause.contains("failed to set bridge addr")),
+            "{step:?}"
+        );
+        let kubelet_only = changes(&[KUBELET]);
+        assert_eq!(
+            next_apply_step(
+                &knowing(&spec, &ledger),
+                ApplyProgress::Restarted {
+                    changes: kubelet_only.clone(),
+                    result: Ok(())
+                }
+            ),
+            Do(ApplyStep::Commit {
+                changes: kubelet_only,
+                restarted: true
+            }),
+            "a change that leaves net.d alone proves nothing"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 mod error_chain;
+pub mod net_d;
 pub mod v1alpha;
 
 pub use client::{RktApiError, RktInfo, get_info, version_from_cli};

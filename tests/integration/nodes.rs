@@ -20,6 +20,7 @@ use crate::support::{
     cluster::{cluster, serial},
     controller::{UnavailableWatch, apply_config, condition, config, converged, states},
     eventually,
+    fixtures::TestConfig,
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
     scenario::{
         Cleanup, FAULT_FILE, NET_FILE, REACTION, STAGE1_FILE, UNIT_FILE, VENDOR_STAGE1,
@@ -70,7 +71,8 @@ async fn the_bridge_config_converges_and_its_network_works_on_every_node() {
             node,
             &format!(
                 "CNI_COMMAND=DEL CNI_CONTAINERID=e2e CNI_NETNS=/var/run/netns/e2e-pod CNI_IFNAME=eth0 \
-                 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < {NET_FILE}; ip netns delete e2e-pod"
+                 CNI_PATH=/usr/lib/cni /usr/lib/cni/bridge < {NET_FILE}; ip netns delete e2e-pod; \
+                 ip link delete mybridge"
             ),
         );
         let result: Value = serde_json::from_str(&result).expect("the plugin answers JSON");
@@ -92,7 +94,7 @@ async fn the_bridge_config_converges_and_its_network_works_on_every_node() {
 
         // The agent writes the RktNodeState status first and the Node's conditions after it.
         let nodes = Api::<Node>::all(client.clone());
-        eventually("the node's rkt conditions are True", REACTION, async || {
+        let conditions = eventually("the node's rkt conditions are True", REACTION, async || {
             let conditions = node_conditions(&nodes.get(node).await.ok()?);
             [
                 "RktNetworkReady",
@@ -102,9 +104,16 @@ async fn the_bridge_config_converges_and_its_network_works_on_every_node() {
             ]
             .iter()
             .all(|type_| conditions.get(*type_).map(|c| c.0.as_str()) == Some("True"))
-            .then_some(())
+            .then_some(conditions)
         })
         .await;
+        // True because the agent ran the bridge plugin with that file on the node, not because it wrote it.
+        let (_, reason, message) = &conditions["RktNetworkReady"];
+        assert_eq!(reason, "Proven", "{node}: {message}");
+        assert!(
+            message.contains("bridge ADD and DEL") && message.contains("10.22."),
+            "{node}: {message}"
+        );
     }
     let config = config(&client, "bridge").await;
     assert_eq!(config.status.as_ref().map(|s| s.ready_nodes), Some(3));
@@ -226,6 +235,119 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
     assert_eq!(
         states[POOL[2]].spec.hash, first,
         "the rollout went past the broken node"
+    );
+}
+
+#[tokio::test]
+async fn a_network_whose_plugin_fails_on_the_node_is_rolled_back_with_the_plugins_error() {
+    let _serial = serial().lock().await;
+    let (client, controller) = setup().await;
+    let base = bridge_example().named("unworkable");
+    apply_config(&client, base.clone()).await;
+    let first = converged(&client, "unworkable", POOL.len()).await;
+    let node = POOL[0];
+    let old_file = node_file(node, NET_FILE).expect("the net.d file");
+
+    // A bridge named after the node's own uplink: rkt would start, but the bridge plugin refuses it at ADD, as it
+    // would for every pod.
+    let uplink = node_ok(node, "ip -o route show default | awk '{print $5; exit}'")
+        .trim()
+        .to_owned();
+    assert!(!uplink.is_empty(), "{node} has no default route");
+    apply_config(
+        &client,
+        base.set("/spec/network/contained/bridge/name", uplink.as_str()),
+    )
+    .await;
+
+    let state = eventually("the node reports RolledBack", REACTION, async || {
+        let state = states(&client).await.remove(node)?;
+        (state.status.as_ref()?.phase == Some(NodePhase::RolledBack)).then_some(state)
+    })
+    .await;
+    let error = state
+        .status
+        .as_ref()
+        .and_then(|s| s.last_error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains("the network config does not work on this node")
+            && error.contains("bridge ADD")
+            && error.contains("is not a bridge"),
+        "the plugin's own error: {error}"
+    );
+    assert_eq!(
+        node_file(node, NET_FILE).as_deref(),
+        Some(old_file.as_str()),
+        "the previous network config is not back"
+    );
+    let nodes = Api::<Node>::all(client.clone());
+    let (status, _, message) = eventually("the Node says why", REACTION, async || {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        let network = conditions.get("RktNetworkReady")?.clone();
+        (network.1 == "RolledBack").then_some(network)
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(message.contains("is not a bridge"), "{message}");
+    controller.two_more_passes(&client).await;
+    assert_eq!(
+        states(&client).await[POOL[1]].spec.hash,
+        first,
+        "the rollout went past the node whose network does not work"
+    );
+}
+
+#[tokio::test]
+async fn flannel_not_running_and_a_plugin_not_on_the_node_are_reported() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let node = POOL[0];
+    let _flannel_gone = Cleanup(node, "rm -rf /run/flannel".to_owned());
+    apply_config(
+        &client,
+        TestConfig::example("flannel")
+            .in_pool("e2e")
+            .set("/spec/priority", 0),
+    )
+    .await;
+    let nodes = Api::<Node>::all(client.clone());
+    let network_ready = async |reason: &str| {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        let network = conditions.get("RktNetworkReady")?.clone();
+        (network.1 == reason).then_some(network)
+    };
+    let (status, _, message) = eventually(
+        "the node says flannel is not running",
+        REACTION,
+        async || network_ready("FlannelNotRunning").await,
+    )
+    .await;
+    assert_eq!(status, "False");
+    assert!(message.contains("/run/flannel/subnet.env"), "{message}");
+    let state = &states(&client).await[node];
+    let status = state.status.as_ref().expect("a status");
+    assert_eq!(
+        (status.phase, status.applied_hash.as_deref()),
+        (Some(NodePhase::Degraded), Some(state.spec.hash.as_str())),
+        "written, not rolled back: the config waits for flannel"
+    );
+
+    // flanneld's subnet file appears; the node has no flannel plugin (Debian's CNI plugins do not ship it).
+    node_ok(
+        node,
+        "mkdir -p /run/flannel && printf 'FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n' > /run/flannel/subnet.env",
+    );
+    let (status, _, message) = eventually(
+        "the node says the plugin is missing",
+        REACTION,
+        async || network_ready("PluginNotFound").await,
+    )
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("\"flannel\"") && message.contains("/usr/lib/rkt/plugins/net"),
+        "{message}"
     );
 }
 
@@ -378,6 +500,25 @@ async fn a_hand_edit_is_repaired_and_a_shadowing_file_is_reported() {
         shadowed.2
     );
     node_ok(node, "rm /etc/rkt/net.d/00-admin.conf");
+
+    // A file rkt cannot decode (Go's encoding/json refuses a string for the int `mtu`) fails every pod's network,
+    // whatever network it defines.
+    node_ok(
+        node,
+        r#"printf '{"name":"admin","type":"ptp","mtu":"1500"}' > /etc/rkt/net.d/90-admin.conf"#,
+    );
+    let broken = eventually("the node reports the broken file", REACTION, async || {
+        let conditions = node_conditions(&nodes.get(node).await.ok()?);
+        let network = conditions.get("RktNetworkReady")?.clone();
+        (network.1 == "NetDBroken").then_some(network)
+    })
+    .await;
+    assert!(
+        broken.2.contains("/etc/rkt/net.d/90-admin.conf") && broken.2.contains("NetConf.mtu"),
+        "{}",
+        broken.2
+    );
+    node_ok(node, "rm /etc/rkt/net.d/90-admin.conf");
     eventually("the network is ready again", REACTION, async || {
         let conditions = node_conditions(&nodes.get(node).await.ok()?);
         (conditions.get("RktNetworkReady")?.0 == "True").then_some(())

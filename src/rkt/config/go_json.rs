@@ -42,7 +42,7 @@ pub(super) fn string_fields<const N: usize>(
 
 /// Go matches an exact key first, else one equal under Unicode case folding; no two fields we read differ only by
 /// case, so both come down to a case-insensitive comparison.
-fn same_name(field: &str, key: &str) -> bool {
+pub(crate) fn same_name(field: &str, key: &str) -> bool {
     field == key
         || field
             .chars()
@@ -50,7 +50,7 @@ fn same_name(field: &str, key: &str) -> bool {
             .eq(key.chars().flat_map(char::to_lowercase))
 }
 
-fn json_type(value: &Value) -> &'static str {
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -62,7 +62,7 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 /// A JSON object's members in document order, duplicates kept, so that the last one wins as in Go.
-struct Members(Vec<(String, Value)>);
+pub(crate) struct Members(pub(crate) Vec<(String, Value)>);
 
 impl<'de> Deserialize<'de> for Members {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

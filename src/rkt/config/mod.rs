@@ -15,7 +15,7 @@
 //! pod starts, never at start-up.
 
 mod error;
-mod go_json;
+pub(crate) mod go_json;
 mod go_url;
 mod paths;
 mod stage1;
