@@ -7,8 +7,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-# debootstrap and systemd-container (systemd-nspawn) build and boot the test nodes of e2e/nodes.sh.
-packages=(openssl iproute2 jq curl procps containernetworking-plugins debootstrap systemd-container lua5.1)
+# debootstrap and systemd-container (systemd-nspawn) build and boot the test nodes of e2e/nodes.sh; gpg signs the
+# tests' rkt releases, as rkt's were.
+packages=(openssl iproute2 jq curl procps containernetworking-plugins debootstrap systemd-container lua5.1 gpg)
 if [[ ${1:-} == kind ]]; then
   packages+=(gcc libc6-dev)
   if ! timeout 20 docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then

@@ -130,6 +130,7 @@ mod tests {
             api_service_unit: "rkt-api.service".into(),
             api_service_unit_policy: policy,
             path: None,
+            install: None,
         }
     }
 

@@ -323,8 +323,13 @@ fn rkt_version_problem(spec: &RktNodeStateSpec, observation: &Observation) -> Op
         ));
     }
     (observed != spec.rkt.version).then(|| {
+        let waiting = if spec.rkt.install.is_none() {
+            "; spec.rkt.install is not set, so the node waits for a manual upgrade"
+        } else {
+            ""
+        };
         format!(
-            "the node runs rkt {observed}, but {} is desired",
+            "the node runs rkt {observed}, but {} is desired{waiting}",
             spec.rkt.version
         )
     })
@@ -371,6 +376,7 @@ mod tests {
                 api_service_unit: "rkt-api.service".into(),
                 api_service_unit_policy: UnitPolicy::Create,
                 path: None,
+                install: None,
             },
             restart_api_service: true,
         }
@@ -411,7 +417,9 @@ mod tests {
         };
         let (phase, error) = phase(&spec(), &Outcome::Applied, &observation);
         assert_eq!(phase, NodePhase::Degraded);
-        assert!(error.unwrap().contains("rkt 1.29.0, but 1.30.0"));
+        let error = error.unwrap();
+        assert!(error.contains("rkt 1.29.0, but 1.30.0"), "{error}");
+        assert!(error.contains("waits for a manual upgrade"), "{error}");
         let version = &conditions(&spec(), &Outcome::Applied, &observation)[2];
         assert_eq!((version.status, version.reason), (false, "VersionMismatch"));
         assert!(version.message.contains("1.29.0"));

@@ -91,6 +91,7 @@ impl Host {
             files_before: ledger.files.clone(),
             contents_before,
             restart_requested_at: None,
+            link_before: None,
         });
         Ok(())
     }

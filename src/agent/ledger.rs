@@ -38,6 +38,18 @@ pub struct Transaction {
     /// before committing does not restart it a second time. Cleared before a rollback touches the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_requested_at: Option<u64>,
+    /// Where `/opt/rkt/current` pointed before the change, when the change installs a rkt release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_before: Option<LinkBefore>,
+}
+
+/// The installed release the node ran before a change switched it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkBefore {
+    /// The link's target (`releases/v1.29.0-…`); `None`: there was no link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// What proved a spec's network on the node.
@@ -71,6 +83,9 @@ pub struct Ledger {
     /// The last proof that the network of a spec works on the node, so a restarted agent does not prove it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_proven: Option<NetworkProof>,
+    /// The rkt releases the node was switched to, the latest last; the last two are kept, for rollback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
     /// A change that had begun when the agent last stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Transaction>,
@@ -112,6 +127,20 @@ impl Ledger {
         self.failed_reason = Some(reason.to_owned());
     }
 }
+
+impl Ledger {
+    /// The node now runs the release `name`; returns the releases to keep (it and the one before it).
+    pub fn switched_to(&mut self, name: &str) -> Vec<String> {
+        self.releases.retain(|release| release != name);
+        self.releases.push(name.to_owned());
+        let keep_from = self.releases.len().saturating_sub(RELEASES_KEPT);
+        self.releases.drain(..keep_from);
+        self.releases.clone()
+    }
+}
+
+/// How many installed releases stay on the node: the one it runs and the one before, to roll back to.
+const RELEASES_KEPT: usize = 2;
 
 /// Where the ledger lives and how it is read and saved.
 pub struct LedgerFile {

@@ -13,11 +13,13 @@ mod crash_point;
 mod drift;
 mod host_files;
 mod host_namespace;
+mod install;
 pub(crate) mod ledger;
 mod network_probe;
 mod notices;
 mod own_state;
 mod reconciler;
+mod release_change;
 mod report;
 mod rkt_binary;
 mod rkt_service;
@@ -82,6 +84,14 @@ pub struct AgentArgs {
     /// files), in seconds. Findings are written only when they change.
     #[arg(long, env = "RKTNETES_CHECK_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub check_interval: u64,
+    /// A PEM file of certificate authorities that `https://` downloads of rkt releases (`spec.rkt.install.url`)
+    /// trust beside the node's own, such as an internal mirror's; read at each download.
+    #[arg(long, env = "RKTNETES_RELEASE_CA_FILE")]
+    pub release_ca_file: Option<PathBuf>,
+    /// A file of armored OpenPGP public keys that may sign rkt releases (`spec.rkt.install.signatureUrl`); read at
+    /// each install.
+    #[arg(long, env = "RKTNETES_RELEASE_KEYS_FILE")]
+    pub release_keys_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +152,11 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
         start_failed_at: None,
         network: None,
         retry: false,
+        trust: install::Trust {
+            extra_ca_file: args.release_ca_file.clone(),
+            release_keys_file: args.release_keys_file.clone(),
+        },
+        install_refused: None,
     };
     let mut drift = DriftWatch::new().map_err(AgentError::Drift)?;
 

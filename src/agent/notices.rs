@@ -26,6 +26,28 @@ pub fn applied(spec: &RktNodeStateSpec, changes: &Changes, restarted: bool) -> N
     )
 }
 
+/// The release of the spec was downloaded, verified and unpacked beside the one the node runs.
+pub fn release_installed(spec: &RktNodeStateSpec, name: &str) -> Notice {
+    Notice::normal(
+        "ReleaseInstalled",
+        format!(
+            "Installed rkt {} for {} of RktNodeConfig {} in /opt/rkt/releases/{name}; the node switches to it next.",
+            spec.rkt.version, spec.hash, spec.config_name
+        ),
+    )
+}
+
+/// The release of the spec could not be installed; nothing the node runs changed.
+pub fn install_failed(spec: &RktNodeStateSpec, reason: &str) -> Notice {
+    Notice::warning(
+        "InstallFailed",
+        format!(
+            "Did not apply {} of RktNodeConfig {}: {reason}. The node runs what it ran.",
+            spec.hash, spec.config_name
+        ),
+    )
+}
+
 /// A change not made because rkt would refuse the configuration it makes.
 pub fn refused(spec: &RktNodeStateSpec, reason: &str) -> Notice {
     Notice::warning(

@@ -10,9 +10,11 @@ use super::{
     config_check,
     host_files::{Changes, Host},
     host_namespace::HostPrograms,
+    install,
     ledger::{Ledger, LedgerFile, NetworkProof},
     network_probe::{self, ProbeError},
     notices,
+    release_change::runs_the_version,
     report::{self, Reports},
     rkt_binary,
     rkt_service::{self, RestartError, Timeouts},
@@ -25,7 +27,7 @@ use super::{
 use crate::{
     api::{
         HostFile, NodePhase, RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
-        host_paths::{self, DBUS_SOCKET, RKT_NET_DIR, api_service_unit_path},
+        host_paths::{self, DBUS_SOCKET, RKT_CURRENT_LINK, RKT_NET_DIR, api_service_unit_path},
     },
     conditions::merge_conditions,
     rkt::net_d::NetD,
@@ -55,6 +57,10 @@ pub struct Reconciler {
     pub start_failed_at: Option<std::time::Instant>,
     /// The last reconcile failed in a way only trying again mends (letting go of files, the finalizer).
     pub retry: bool,
+    /// The certificate authorities that release downloads trust.
+    pub trust: install::Trust,
+    /// The spec hash whose release could not be installed in a way the same archive would fail again, and why.
+    pub install_refused: Option<(String, String)>,
 }
 
 impl Reconciler {
@@ -114,7 +120,13 @@ impl Reconciler {
         let stopped = self.stopped_service(&state.spec.rkt).await;
         let mut progress = ApplyProgress::Start;
         self.retry = loop {
+            let refused = self
+                .install_refused
+                .as_ref()
+                .filter(|(hash, _)| *hash == state.spec.hash)
+                .map(|(_, reason)| reason.clone());
             let knowledge = ApplyKnowledge {
+                release: self.release_on_node(&state.spec.rkt, refused.as_deref()),
                 spec: &state.spec,
                 files: &files,
                 stopped: stopped.as_deref(),
@@ -174,13 +186,20 @@ impl Reconciler {
                 self.announced = Some(spec.hash.clone());
                 ApplyProgress::Announced
             }
+            ApplyStep::Install => ApplyProgress::Installed(self.install(spec).await),
             ApplyStep::Begin => {
-                let result = self.host.begin(&mut self.ledger, files, &spec.hash);
+                let result = self
+                    .host
+                    .begin(&mut self.ledger, files, &spec.hash)
+                    .and_then(|()| self.record_link_before(&spec.rkt));
                 self.save_ledger();
                 ApplyProgress::Begun(result)
             }
             ApplyStep::Write => {
-                let result = self.host.put(&mut self.ledger, files);
+                let result = self
+                    .host
+                    .put(&mut self.ledger, files)
+                    .and_then(|changes| self.switch_release(&spec.rkt, changes));
                 if result.is_ok() {
                     self.ledger.api_service = Some(spec.rkt.clone());
                 }
@@ -194,9 +213,10 @@ impl Reconciler {
                     self.save_ledger();
                 }
                 let unit = self.unit_change(&spec.rkt, &changes);
+                let result = self.restart(&spec.rkt, unit).await;
                 ApplyProgress::Restarted {
                     changes,
-                    result: self.restart(&spec.rkt, unit).await,
+                    result: runs_the_version(&spec.rkt, result),
                 }
             }
             ApplyStep::CheckHealth { changes } => {
@@ -209,7 +229,7 @@ impl Reconciler {
                         .await;
                 ApplyProgress::Restarted {
                     changes,
-                    result: health.map(drop).map_err(RestartError::from),
+                    result: runs_the_version(&spec.rkt, health.map_err(RestartError::from)),
                 }
             }
             ApplyStep::ProveNetwork { changes } => {
@@ -224,6 +244,7 @@ impl Reconciler {
             }
             ApplyStep::Commit { changes, restarted } => {
                 self.ledger.applied(&spec.hash);
+                self.keep_releases(&spec.rkt);
                 self.save_ledger();
                 if !changes.is_empty() {
                     self.reports
@@ -242,7 +263,17 @@ impl Reconciler {
                 {
                     self.save_ledger();
                 }
+                let link = self.restore_link();
                 let result = self.host.roll_back(&mut self.ledger);
+                let result = match (link, result) {
+                    (Ok(switched), Ok(mut restored)) => {
+                        if switched {
+                            restored.paths.insert(0, RKT_CURRENT_LINK.to_owned());
+                        }
+                        Ok(restored)
+                    }
+                    (Err(error), _) | (_, Err(error)) => Err(error),
+                };
                 self.ledger.rolled_back(&spec.hash);
                 self.save_ledger();
                 ApplyProgress::Restored { cause, result }
@@ -250,7 +281,7 @@ impl Reconciler {
             ApplyStep::RestartAfterRollback { cause, restored } => {
                 let unit = self.unit_change(&spec.rkt, &restored);
                 ApplyProgress::RestartedAfterRollback {
-                    result: self.restart(&spec.rkt, unit).await,
+                    result: self.restart(&spec.rkt, unit).await.map(drop),
                     cause,
                     restored,
                 }
@@ -370,7 +401,11 @@ impl Reconciler {
         }
     }
 
-    async fn restart(&self, rkt: &RktServiceSpec, unit: UnitChange) -> Result<(), RestartError> {
+    async fn restart(
+        &self,
+        rkt: &RktServiceSpec,
+        unit: UnitChange,
+    ) -> Result<String, RestartError> {
         rkt_service::restart(self.systemd.as_ref(), rkt, self.timeouts, unit).await
     }
 
@@ -464,7 +499,7 @@ impl Reconciler {
             rkt_service::wait_for_get_info(&spec.rkt.api_endpoint, self.timeouts.health).await;
         let rkt_version = match &health {
             Ok(version) => Ok(version.clone()),
-            Err(_) => rkt_binary::version(&self.host_programs, spec.rkt.path.as_deref())
+            Err(_) => rkt_binary::version(&self.host_programs, spec.rkt.rkt_path())
                 .await
                 .map_err(|error| error.to_string()),
         };
@@ -574,7 +609,7 @@ impl Reconciler {
         }
     }
 
-    fn save_ledger(&self) {
+    pub(super) fn save_ledger(&self) {
         if let Err(error) = self.ledger_file.save(&self.ledger) {
             tracing::error!(%error, "could not save the ledger");
         }

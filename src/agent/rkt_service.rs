@@ -32,6 +32,12 @@ pub enum RestartError {
     Systemd(#[from] SystemdError),
     #[error(transparent)]
     Unhealthy(#[from] HealthError),
+    #[error("{unit} answers GetInfo with rkt {reported}, not {expected}, on the new release")]
+    WrongVersion {
+        unit: String,
+        expected: String,
+        reported: String,
+    },
 }
 
 /// How long restarting and checking the service may take.
@@ -44,24 +50,34 @@ pub struct Timeouts {
 }
 
 /// Restarts the rkt API service through systemd (after reloading its unit file when `unit` changed) and waits
-/// until it answers GetInfo.
+/// until it answers GetInfo; the rkt version it reports.
 pub async fn restart(
     systemd: Option<&Systemd>,
     rkt: &RktServiceSpec,
     timeouts: Timeouts,
     unit: UnitChange,
-) -> Result<(), RestartError> {
+) -> Result<String, RestartError> {
     let systemd = reachable(systemd, Job::Restart, rkt)?;
     reload(systemd, rkt, unit).await?;
     let unit = Path::new(&rkt.api_service_unit);
     crash_point::reached("before asking systemd to restart", unit);
+    let started = std::time::Instant::now();
     systemd
         .restart(&rkt.api_service_unit, timeouts.restart)
         .await?;
+    let restarted = started.elapsed();
     crash_point::reached("after systemd restarted", unit);
-    wait_for_get_info(&rkt.api_endpoint, timeouts.health).await?;
+    let started = std::time::Instant::now();
+    let version = wait_for_get_info(&rkt.api_endpoint, timeouts.health).await?;
     crash_point::reached("after GetInfo answered from", unit);
-    Ok(())
+    tracing::info!(
+        unit = rkt.api_service_unit,
+        version,
+        restart_ms = restarted.as_millis(),
+        health_ms = started.elapsed().as_millis(),
+        "restarted the rkt API service; it answers GetInfo"
+    );
+    Ok(version)
 }
 
 /// Starts the stopped rkt API service and waits until it answers GetInfo.

@@ -10,7 +10,9 @@ use super::{
 };
 use crate::api::{
     HostFile, RktNodeState, RktNodeStateSpec, RktServiceSpec,
-    host_paths::{self, RKT_LOCAL_CONFIG_DIR, RKT_NET_DIR, api_service_unit_path},
+    host_paths::{
+        self, RKT_CURRENT_LINK, RKT_LOCAL_CONFIG_DIR, RKT_NET_DIR, api_service_unit_path,
+    },
 };
 
 /// The next step, or the end of the reconcile.
@@ -61,6 +63,19 @@ pub struct ApplyKnowledge<'a> {
     /// systemd started the rkt API service after the restart this change asked for (an agent stopped between
     /// asking and committing): the service already runs on the new files.
     pub restarted_since_request: bool,
+    /// The release of `spec.rkt.install` on the node; `None` without an install source.
+    pub release: Option<ReleaseOnNode<'a>>,
+}
+
+/// Where the release the spec installs is on the node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReleaseOnNode<'a> {
+    /// Downloaded, verified and unpacked in `/opt/rkt/releases`.
+    pub ready: bool,
+    /// `/opt/rkt/current` points at it: the node runs it.
+    pub current: bool,
+    /// Why installing it failed in a way that the same archive would fail again: not tried until the spec changes.
+    pub refused: Option<&'a str>,
 }
 
 /// Why a change did not take: what the rollback answers.
@@ -77,6 +92,8 @@ pub enum ChangeError {
 pub enum ApplyProgress {
     /// Nothing done yet.
     Start,
+    /// The release of `spec.rkt.install` was made ready on the node (nothing the node runs changed), or not: why.
+    Installed(Result<(), String>),
     /// The configuration rkt would start with after the change was checked: `Err` holds why rkt would refuse it.
     Checked(Result<(), String>),
     /// Drifted files were rewritten, or rewriting them failed (and was reported).
@@ -126,13 +143,15 @@ pub enum ApplyProgress {
 pub enum ApplyStep {
     /// Rewrite these drifted managed files from the ledger.
     Repair(Vec<String>),
+    /// Download, verify and unpack the release of `spec.rkt.install` beside the one the node runs.
+    Install,
     /// Check the configuration rkt would start with after the change, before anything is written.
     Check,
     /// Report the spec as `Applying` (once per spec).
     Announce,
     /// Record the change in the ledger: what to go back to.
     Begin,
-    /// Write the spec's files.
+    /// Write the spec's files, and switch `/opt/rkt/current` to the spec's release.
     Write,
     /// Restart the spec's rkt API service and wait for GetInfo.
     Restart { changes: Changes },
@@ -163,12 +182,15 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
                 ApplyStep::Repair(knowledge.drifted.to_vec())
             }
             Some(outcome) => report(knowledge, outcome),
-            None => ApplyStep::Check,
+            None => first_change_step(knowledge),
         },
         ApplyProgress::Repaired => match settled(knowledge) {
             Some(outcome) => report(knowledge, outcome),
-            None => ApplyStep::Check,
+            None => first_change_step(knowledge),
         },
+        ApplyProgress::Installed(Ok(())) => ApplyStep::Check,
+        // Nothing the node runs was touched.
+        ApplyProgress::Installed(Err(reason)) => report(knowledge, Outcome::Failed(reason)),
         ApplyProgress::Checked(Ok(())) if knowledge.announced == Some(spec.hash.as_str()) => {
             ApplyStep::Begin
         }
@@ -256,6 +278,19 @@ pub fn next_apply_step(knowledge: &ApplyKnowledge<'_>, progress: ApplyProgress) 
     })
 }
 
+/// The first step of a change: installing its release when it is not on the node yet, else checking it.
+fn first_change_step(knowledge: &ApplyKnowledge<'_>) -> ApplyStep {
+    match knowledge.release {
+        Some(ReleaseOnNode {
+            ready: false,
+            refused: Some(reason),
+            ..
+        }) => report(knowledge, Outcome::Failed(reason.to_owned())),
+        Some(ReleaseOnNode { ready: false, .. }) => ApplyStep::Install,
+        _ => ApplyStep::Check,
+    }
+}
+
 /// Reporting `outcome` of a reconcile that restarted nothing: a stopped rkt API service is started first (a
 /// reconcile that restarted it has just seen it answer).
 fn report(knowledge: &ApplyKnowledge<'_>, outcome: Outcome) -> ApplyStep {
@@ -278,7 +313,12 @@ fn settled(knowledge: &ApplyKnowledge<'_>) -> Option<Outcome> {
             .files
             .iter()
             .all(|file| ledger.files.contains_key(&file.path));
-    if ledger.applied_hash.as_deref() == Some(hash) && ledger.pending.is_none() && holds_the_files {
+    let runs_the_release = knowledge.release.is_none_or(|release| release.current);
+    if ledger.applied_hash.as_deref() == Some(hash)
+        && ledger.pending.is_none()
+        && holds_the_files
+        && runs_the_release
+    {
         Some(Outcome::Applied)
     } else if ledger.failed_hash.as_deref() == Some(hash) {
         Some(Outcome::RolledBack(
@@ -299,10 +339,11 @@ pub fn has_contained_network(spec: &RktNodeStateSpec) -> bool {
         .any(|file| host_paths::is_below(&file.path, RKT_NET_DIR))
 }
 
-/// rkt reads its local configuration when the API service starts, and systemd its unit; other files (the
-/// kubelet's) take a restart only when the spec asks for one.
+/// rkt reads its local configuration when the API service starts, systemd its unit, and a new release runs only
+/// once restarted; other files (the kubelet's) take a restart only when the spec asks for one.
 fn restart_needed(spec: &RktNodeStateSpec, changes: &Changes) -> bool {
     changes.touches(RKT_LOCAL_CONFIG_DIR)
+        || changes.includes(RKT_CURRENT_LINK)
         || changes.includes(&api_service_unit_path(&spec.rkt.api_service_unit))
         || (spec.restart_api_service && !changes.is_empty())
 }
@@ -327,6 +368,8 @@ pub struct CleanKnowledge<'a> {
 }
 
 /// How far cleaning the node got.
+// One value at a time, passed from step to step: its size does not matter, and boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum CleanProgress {
     Start,
@@ -428,6 +471,7 @@ mod tests {
                 api_service_unit: "rkt-api.service".to_owned(),
                 api_service_unit_policy: UnitPolicy::Create,
                 path: None,
+                install: None,
             },
             restart_api_service: false,
         }
@@ -475,6 +519,7 @@ mod tests {
             drifted: &[],
             announced: None,
             restarted_since_request: false,
+            release: None,
         }
     }
 
@@ -523,6 +568,86 @@ mod tests {
             Do(ApplyStep::Report(Outcome::Applied))
         );
         assert_eq!(next(ApplyProgress::Reported), Next::Done { retry: false });
+    }
+
+    fn installing(hash: &str) -> RktNodeStateSpec {
+        let mut spec = spec(hash);
+        spec.rkt.install = Some(crate::api::RktInstall {
+            url: "https://releases.example/rkt-v1.30.0.tar.gz".to_owned(),
+            sha512: "ab".repeat(64),
+            size_limit: None,
+            signature_url: None,
+        });
+        spec
+    }
+
+    #[test]
+    fn a_release_not_on_the_node_is_installed_first_and_a_failure_touches_nothing() {
+        let spec = installing("new");
+        let ledger = applied("old");
+        let mut knowledge = knowing(&spec, &ledger);
+        knowledge.release = Some(ReleaseOnNode::default());
+        let next = |progress| next_apply_step(&knowledge, progress);
+        assert_eq!(next(ApplyProgress::Start), Do(ApplyStep::Install));
+        assert_eq!(next(ApplyProgress::Installed(Ok(()))), Do(ApplyStep::Check));
+        assert_eq!(
+            next(ApplyProgress::Installed(Err("digests differ".to_owned()))),
+            Do(ApplyStep::Report(Outcome::Failed(
+                "digests differ".to_owned()
+            ))),
+            "nothing was written, switched or restarted"
+        );
+        knowledge.release = Some(ReleaseOnNode {
+            refused: Some("digests differ"),
+            ..ReleaseOnNode::default()
+        });
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Start),
+            Do(ApplyStep::Report(Outcome::Failed(
+                "digests differ".to_owned()
+            ))),
+            "the same archive is not fetched again until the spec changes"
+        );
+        knowledge.release = Some(ReleaseOnNode {
+            ready: true,
+            ..ReleaseOnNode::default()
+        });
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Start),
+            Do(ApplyStep::Check),
+            "a release already unpacked is not fetched again"
+        );
+    }
+
+    #[test]
+    fn switching_the_release_takes_a_restart_and_an_applied_spec_must_run_it() {
+        let spec = installing("new");
+        let ledger = applied("new");
+        let mut knowledge = knowing(&spec, &ledger);
+        knowledge.release = Some(ReleaseOnNode {
+            ready: true,
+            current: true,
+            refused: None,
+        });
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Start),
+            Do(ApplyStep::Report(Outcome::Applied))
+        );
+        knowledge.release = Some(ReleaseOnNode {
+            ready: true,
+            current: false,
+            refused: None,
+        });
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Start),
+            Do(ApplyStep::Check),
+            "a node switched away from the spec's release by hand is switched back"
+        );
+        let link = changes(&[RKT_CURRENT_LINK]);
+        assert_eq!(
+            next_apply_step(&knowledge, ApplyProgress::Written(Ok(link.clone()))),
+            Do(ApplyStep::Restart { changes: link })
+        );
     }
 
     #[test]

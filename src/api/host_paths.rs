@@ -43,6 +43,13 @@ pub const RKT_BIN_DIRS: [&str; 4] = ["/usr/bin", "/usr/local/bin", "/opt/bin", "
 /// Versioned rkt installations, such as `/opt/rkt/v1.30.0/rkt`.
 pub const RKT_INSTALL_TREE: &str = "/opt/rkt";
 
+/// The rkt releases the agent installed (`spec.rkt.install`), one directory each, named by version and digest.
+pub const RKT_RELEASES_DIR: &str = "/opt/rkt/releases";
+/// The symlink to the installed release the node runs; the agent switches it with one rename.
+pub const RKT_CURRENT_LINK: &str = "/opt/rkt/current";
+/// The rkt binary of the installed release the node runs: the API service's and the kubelet's `rkt`.
+pub const INSTALLED_RKT_BINARY: &str = "/opt/rkt/current/rkt";
+
 /// Whether `path` is where `spec.rkt.path` may point: the CRD's rule, checked again by the agent on the node against
 /// the path with every symlink resolved, before it runs the file.
 pub fn is_rkt_binary(path: &str) -> bool {
@@ -71,9 +78,12 @@ pub fn is_below(path: &str, dir: &str) -> bool {
         .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
 }
 
-/// The host directories the agent writes in: the [`MANAGED_DIRS`] and the one of the rkt API service's unit.
+/// The host directories the agent writes in: the [`MANAGED_DIRS`], the one of the rkt API service's unit, and
+/// rkt's install tree (the releases it installs and the link to the current one).
 pub fn agent_written_dirs() -> impl Iterator<Item = &'static str> {
-    MANAGED_DIRS.into_iter().chain([SYSTEMD_SYSTEM_DIR])
+    MANAGED_DIRS
+        .into_iter()
+        .chain([SYSTEMD_SYSTEM_DIR, RKT_INSTALL_TREE])
 }
 
 /// Whether an agent may write `path`: below one of [`MANAGED_DIRS`].

@@ -25,7 +25,7 @@ pub use node_selector::{NodeSelector, NodeSelectorOperator, NodeSelectorRequirem
 pub use node_state::{
     HostFile, NodePhase, RktNodeState, RktNodeStateSpec, RktNodeStateStatus, RktServiceSpec,
 };
-pub use rkt::{RktSpec, UnitPolicy};
+pub use rkt::{RktInstall, RktSpec, UnitPolicy};
 pub use rollout::Rollout;
 pub use stage1::Stage1;
 

@@ -154,6 +154,21 @@ pub struct RktServiceSpec {
     #[schemars(length(min = 2, max = 1024))]
     #[x_kube(validation = super::rkt::rkt_path_rule())]
     pub path: Option<String>,
+    /// The release the agent installs (`RktNodeConfig`'s `spec.rkt.install`); the node then runs
+    /// [`INSTALLED_RKT_BINARY`](super::host_paths::INSTALLED_RKT_BINARY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<super::rkt::RktInstall>,
+}
+
+impl RktServiceSpec {
+    /// The rkt binary the node runs: the installed release's, `path`, or (`None`) `rkt` on the PATH.
+    pub fn rkt_path(&self) -> Option<&str> {
+        if self.install.is_some() {
+            Some(super::host_paths::INSTALLED_RKT_BINARY)
+        } else {
+            self.path.as_deref()
+        }
+    }
 }
 
 /// Where a node is in applying its desired state.

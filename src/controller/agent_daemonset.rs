@@ -7,10 +7,11 @@ use k8s_openapi::{
     api::{
         apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet},
         core::v1::{
-            Affinity, Container, EnvVar, EnvVarSource, HostPathVolumeSource, NodeAffinity,
-            NodeSelector as CoreNodeSelector, NodeSelectorRequirement as CoreRequirement,
-            NodeSelectorTerm, ObjectFieldSelector, PodSpec, PodTemplateSpec, ResourceRequirements,
-            SecurityContext, Toleration, Volume, VolumeMount,
+            Affinity, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
+            KeyToPath, NodeAffinity, NodeSelector as CoreNodeSelector,
+            NodeSelectorRequirement as CoreRequirement, NodeSelectorTerm, ObjectFieldSelector,
+            PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext, Toleration, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -45,6 +46,67 @@ pub struct AgentSettings {
     pub priority_class_name: Option<String>,
     /// How often the agent checks its node when nothing happens, in seconds.
     pub check_interval_seconds: u64,
+    /// A ConfigMap in the agent's namespace whose `ca.crt` holds the certificate authorities that downloads of rkt
+    /// releases trust beside the node's own (an internal mirror's).
+    pub release_ca_config_map: Option<String>,
+    /// A ConfigMap in the agent's namespace whose `keys.asc` holds the armored OpenPGP keys that may sign rkt
+    /// releases.
+    pub release_keys_config_map: Option<String>,
+}
+
+/// A file the agent reads from a ConfigMap of the chart's: its volume name, key, directory in the container, and
+/// the agent's flag that names it.
+struct ConfigMapFile {
+    volume: &'static str,
+    key: &'static str,
+    dir: &'static str,
+    flag: &'static str,
+}
+
+const RELEASE_CA: ConfigMapFile = ConfigMapFile {
+    volume: "release-ca",
+    key: "ca.crt",
+    dir: "/etc/rktnetes/release-ca",
+    flag: "--release-ca-file",
+};
+
+const RELEASE_KEYS: ConfigMapFile = ConfigMapFile {
+    volume: "release-keys",
+    key: "keys.asc",
+    dir: "/etc/rktnetes/release-keys",
+    flag: "--release-keys-file",
+};
+
+impl ConfigMapFile {
+    /// Mounts `config_map`'s key read-only and names the file in the agent's arguments.
+    fn mount(
+        &self,
+        config_map: &str,
+        volumes: &mut Vec<Volume>,
+        mounts: &mut Vec<VolumeMount>,
+        args: &mut Vec<String>,
+    ) {
+        volumes.push(Volume {
+            name: self.volume.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.to_owned(),
+                items: Some(vec![KeyToPath {
+                    key: self.key.to_owned(),
+                    path: self.key.to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: self.volume.to_owned(),
+            mount_path: self.dir.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        args.push(format!("{}={}/{}", self.flag, self.dir, self.key));
+    }
 }
 
 /// The DaemonSet for the nodes `configs` select and the `releasing` nodes (whose state is being deleted and
@@ -74,17 +136,24 @@ pub fn agent_daemonset(
         "rktnetes-controller".to_owned(),
     );
 
-    let (volumes, mounts) = host_mounts();
+    let (mut volumes, mut mounts) = host_mounts();
+    let mut args = vec![
+        "agent".to_owned(),
+        "--node-name=$(NODE_NAME)".to_owned(),
+        format!("--check-interval={}", settings.check_interval_seconds),
+        format!("--host-mount-namespace={HOST_MOUNT_NAMESPACE}"),
+    ];
+    if let Some(config_map) = &settings.release_ca_config_map {
+        RELEASE_CA.mount(config_map, &mut volumes, &mut mounts, &mut args);
+    }
+    if let Some(config_map) = &settings.release_keys_config_map {
+        RELEASE_KEYS.mount(config_map, &mut volumes, &mut mounts, &mut args);
+    }
     let container = Container {
         name: "agent".to_owned(),
         image: Some(settings.image.clone()),
         image_pull_policy: settings.image_pull_policy.clone(),
-        args: Some(vec![
-            "agent".to_owned(),
-            "--node-name=$(NODE_NAME)".to_owned(),
-            format!("--check-interval={}", settings.check_interval_seconds),
-            format!("--host-mount-namespace={HOST_MOUNT_NAMESPACE}"),
-        ]),
+        args: Some(args),
         env: Some(vec![
             EnvVar {
                 name: "NODE_NAME".to_owned(),
@@ -294,6 +363,8 @@ mod tests {
             resources: None,
             priority_class_name: None,
             check_interval_seconds: 30,
+            release_ca_config_map: None,
+            release_keys_config_map: None,
         }
     }
 
@@ -349,6 +420,14 @@ mod tests {
                 "--host-mount-namespace=/proc/1/ns/mnt"
             ]
         );
+        assert!(
+            pod.volumes
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|volume| volume.config_map.is_none()),
+            "no release CA unless one is given"
+        );
         let env = container.env.as_ref().unwrap();
         assert_eq!(
             env[0]
@@ -379,6 +458,7 @@ mod tests {
                 "/etc/rkt/stage1.d",
                 "/etc/systemd/system",
                 "/etc/systemd/system/kubelet.service.d",
+                "/opt/rkt",
                 "/var/lib/rktnetes",
                 "/run/dbus/system_bus_socket"
             ]
@@ -449,5 +529,47 @@ mod tests {
         let mut other = settings();
         other.image = "rktnetes:next".into();
         assert_ne!(first, hash(agent_daemonset(&other, &[&a], &[]).unwrap()));
+    }
+
+    #[test]
+    fn a_release_ca_config_map_is_mounted_and_given_to_the_agent() {
+        let settings = AgentSettings {
+            release_ca_config_map: Some("mirror-ca".into()),
+            release_keys_config_map: Some("rkt-keys".into()),
+            ..settings()
+        };
+        let config = config("a", serde_json::json!({}));
+        let daemonset = agent_daemonset(&settings, &[&config], &[]).unwrap();
+        let pod = daemonset.spec.template.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|volume| volume.name == "release-ca")
+            .expect("the release CA volume");
+        assert_eq!(volume.config_map.unwrap().name, "mirror-ca");
+        let container = &pod.containers[0];
+        let mount = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|mount| mount.name == "release-ca")
+            .expect("its mount");
+        assert_eq!(mount.read_only, Some(true));
+        assert!(
+            container
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&format!("--release-ca-file={}/ca.crt", mount.mount_path))
+        );
+        assert!(
+            container
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--release-keys-file=/etc/rktnetes/release-keys/keys.asc".to_owned())
+        );
     }
 }

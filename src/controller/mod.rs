@@ -95,6 +95,14 @@ pub struct ControllerArgs {
     /// in seconds (at most an hour).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub agent_check_interval: u64,
+    /// A ConfigMap in the agent's namespace whose `ca.crt` holds certificate authorities that the agents' downloads
+    /// of rkt releases (`spec.rkt.install.url`) trust beside the node's own, such as an internal mirror's.
+    #[arg(long)]
+    pub agent_release_ca_config_map: Option<String>,
+    /// A ConfigMap in the agent's namespace whose `keys.asc` holds the armored OpenPGP public keys that may sign
+    /// rkt releases (`spec.rkt.install.signatureUrl`).
+    #[arg(long)]
+    pub agent_release_keys_config_map: Option<String>,
 }
 
 /// A list of tolerations given as one JSON argument (clap would otherwise take a `Vec` as repeated arguments).
@@ -131,6 +139,8 @@ impl ControllerArgs {
             resources: self.agent_resources.clone(),
             priority_class_name: self.agent_priority_class_name.clone(),
             check_interval_seconds: self.agent_check_interval,
+            release_ca_config_map: self.agent_release_ca_config_map.clone(),
+            release_keys_config_map: self.agent_release_keys_config_map.clone(),
         }
     }
 }

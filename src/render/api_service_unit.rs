@@ -10,7 +10,7 @@ use crate::api::{
 
 /// The unit file of `rkt`'s API service.
 pub fn render(rkt: &RktServiceSpec) -> HostFile {
-    let binary = rkt.path.as_deref().unwrap_or(DEFAULT_RKT_BINARY);
+    let binary = rkt.rkt_path().unwrap_or(DEFAULT_RKT_BINARY);
     let content = format!(
         "# The rkt API service, written by the rktnetes agent from this node's RktNodeState (spec.rkt); the agent\n\
          # puts back any edit. To run it your own way, set the RktNodeConfig's spec.rkt.apiServiceUnitPolicy to\n\
@@ -73,6 +73,7 @@ mod tests {
             api_service_unit: "rkt-api.service".into(),
             api_service_unit_policy: UnitPolicy::Create,
             path: path.map(str::to_owned),
+            install: None,
         }
     }
 

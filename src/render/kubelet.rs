@@ -46,7 +46,7 @@ fn flags(
         "--container-runtime=rkt".to_owned(),
         format!("--rkt-api-endpoint={}", spec.rkt.api_endpoint),
     ];
-    if let Some(path) = &spec.rkt.path {
+    if let Some(path) = spec.rkt.rkt_path() {
         flags.push(format!(
             "--rkt-path={}",
             unsplittable("spec.rkt.path", path)?

@@ -153,6 +153,7 @@ fn rkt_service(rkt: &RktSpec) -> RktServiceSpec {
         api_service_unit: rkt.api_service_unit.clone(),
         api_service_unit_policy: rkt.api_service_unit_policy,
         path: rkt.path.clone(),
+        install: rkt.install.clone(),
     }
 }
 

@@ -418,6 +418,8 @@ fn agent_settings() -> AgentSettings {
         resources: None,
         priority_class_name: None,
         check_interval_seconds: 30,
+        release_ca_config_map: None,
+        release_keys_config_map: None,
     }
 }
 

@@ -53,6 +53,8 @@ pub fn edge_cases() -> Vec<(&'static str, Value)> {
     let bridge = |bridge: Value| bridge_example().set("/spec/network/contained/bridge", bridge);
     let selector = |selector: Value| bridge_example().set("/spec/nodeSelector", selector);
     let stage1 = |stage1: Value| bridge_example().set("/spec/stage1", stage1);
+    let install = |install: Value| bridge_example().set("/spec/rkt/install", install);
+    let sha512 = "0123456789abcdefABCDEF".repeat(6)[..128].to_owned();
     let custom = |config: Value| {
         bridge_example().set(
             "/spec/network/contained",
@@ -72,6 +74,9 @@ pub fn edge_cases() -> Vec<(&'static str, Value)> {
         ("a stage1 location on a docker registry, with a tag", stage1(json!({"location": "docker://quay.io/coreos/stage1:1.30.0"}))),
         ("a stage1 location with user, escapes, query and fragment", stage1(json!({"location": "https://ci:t%40ken@mirror.example/a%20b/stage1.aci?v=1#sha512"}))),
         ("a stage1 location file URL", stage1(json!({"location": "file:///opt/rkt/stage1-coreos.aci"}))),
+        ("an install from an https mirror with a port, at the largest size limit", install(json!({"url": "https://mirror.example:8443/rkt/rkt-v1.30.0.tar.gz", "sha512": sha512, "sizeLimit": 4_294_967_296_i64}))),
+        ("an install from an archive on the node", install(json!({"url": "file:///var/cache/rkt/rkt-v1.30.0.tar.gz", "sha512": sha512}))),
+        ("a signed install", install(json!({"url": "https://mirror.example/rkt-v1.30.0.tar.gz", "sha512": sha512, "signatureUrl": "https://mirror.example/rkt-v1.30.0.tar.gz.asc"}))),
         ("chained plain plugin types", custom(json!({"type": "bridge", "plugins": [{"type": "bridge", "ipam": {"type": "host-local"}}, {"type": "portmap"}]}))),
     ]
     .into_iter()

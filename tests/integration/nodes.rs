@@ -4,6 +4,7 @@
 //! With `RKTNETES_E2E_PROFILE=kind` (set by `e2e/kind/run.sh`) the same scenarios run on a kind cluster's workers,
 //! with the agents as the DaemonSet's pods.
 
+mod install;
 mod operating;
 
 use std::collections::BTreeMap;
@@ -555,7 +556,9 @@ async fn a_node_with_an_older_rkt_reports_the_mismatch() {
         ("False", "VersionMismatch")
     );
     assert!(
-        mismatch.message.contains(OLD_RKT_VERSION) && mismatch.message.contains("1.30.0"),
+        mismatch.message.contains(OLD_RKT_VERSION)
+            && mismatch.message.contains("1.30.0")
+            && mismatch.message.contains("waits for a manual upgrade"),
         "{}",
         mismatch.message
     );
@@ -567,6 +570,16 @@ async fn a_node_with_an_older_rkt_reports_the_mismatch() {
         async || {
             let conditions = node_conditions(&nodes.get(*OLD_RKT_NODE).await.ok()?);
             (conditions.get("RktVersionMatches")?.0 == "False").then_some(())
+        },
+    )
+    .await;
+    // Without an install source, the config says plainly that the node waits for someone.
+    eventually(
+        "the config says the node waits for a manual upgrade",
+        REACTION,
+        async || {
+            let (status, _, message) = condition(&config(&client, "old-rkt").await, "Degraded");
+            (status == "True" && message.contains("waits for a manual upgrade")).then_some(())
         },
     )
     .await;

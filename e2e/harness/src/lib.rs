@@ -5,8 +5,8 @@
 //! kube-controller-manager (`rktnetes-e2e cluster`, `e2e/cluster.sh`). The Kubernetes side: registering the
 //! machines as Node objects, minting ServiceAccount tokens (bound to a Node, as a pod's projected token is),
 //! writing the kubeconfigs that carry them, and starting the machines' agents with them. The chart as the runs
-//! install it ([`chart`]), the kind lane's orchestration ([`kind_lane`], `rktnetes-e2e kind`), and the fuzzing
-//! campaign ([`fuzz`]).
+//! install it ([`chart`]), the kind lane's orchestration ([`kind_lane`], `rktnetes-e2e kind`), the fuzzing
+//! campaign ([`fuzz`]), and rkt release archives made from the stand-in ([`releases`]).
 
 pub mod chart;
 pub mod control_plane;
@@ -18,6 +18,7 @@ pub mod node_objects;
 pub mod output;
 pub mod owned_dir;
 pub mod processes;
+pub mod releases;
 pub mod service_accounts;
 pub mod settings;
 

@@ -10,6 +10,7 @@ mod eventually;
 pub mod fixtures;
 pub mod hostile_api;
 pub mod nodes;
+pub mod release_server;
 pub mod scenario;
 
 pub use eventually::eventually;

@@ -119,6 +119,13 @@ async fn restart_agents(client: &Client, endpoint: &ClusterEndpoint) -> anyhow::
     rktnetes_e2e::start_agents(client, endpoint, &machines(), &names, &agent_account()).await
 }
 
+/// The address at which the local machines reach this host (a server of a test listening on every address).
+pub fn host_address() -> String {
+    machines()
+        .host_address()
+        .unwrap_or_else(|error| panic!("{error:#}"))
+}
+
 fn machines() -> Machines {
     Machines::of_checkout(repo_root()).unwrap_or_else(|error| panic!("{error:#}"))
 }

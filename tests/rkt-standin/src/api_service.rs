@@ -1,6 +1,7 @@
 //! `rkt api-service`: rkt's read-only gRPC API, answering GetInfo as rkt does, and ListPods and ListImages with
 //! empty lists (the stand-in runs no pods and stores no images). Like rkt it opens its socket, then reads its
-//! configuration and refuses to start on an invalid one, and it stops gracefully on SIGTERM or SIGINT.
+//! configuration and refuses to start on an invalid one, and it stops gracefully on SIGTERM or SIGINT. A release
+//! stamped broken (`exit`, see the `version` module) exits at start, before it opens its socket.
 
 use std::{
     net::SocketAddr,
@@ -18,6 +19,7 @@ use super::{
     StandInError,
     fault::{self, FaultMode},
     global_flags::GlobalFlags,
+    version,
 };
 use rktnetes_operator::rkt::{
     API_VERSION, APPC_VERSION, DEFAULT_API_ENDPOINT,
@@ -105,6 +107,10 @@ pub async fn run(
     rkt_version: String,
 ) -> Result<(), StandInError> {
     tracing::info!("API service starting...");
+    // A broken release fails before it opens its socket, whatever its configuration or the fault file say.
+    if let Some(fault) = version::release_stamp().and_then(|stamp| fault::released(&stamp)) {
+        return Err(StandInError::Injected(fault.cause));
+    }
     // rkt takes an empty --listen for its default.
     let address = if listen.is_empty() {
         DEFAULT_API_ENDPOINT

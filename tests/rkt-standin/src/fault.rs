@@ -4,8 +4,13 @@
 //! start; `getinfo`: it starts but answers GetInfo with UNAVAILABLE), a file path, and a text. The fault holds
 //! when the API service starts while that file contains that text; a service started before, or with the file
 //! otherwise, is healthy. Without the fault file nothing changes.
+//!
+//! A release stamp (see the `version` module) can break a release for good: a binary stamped with the fault word
+//! `exit` is a broken rkt release, whose API service exits at start, before it opens its socket ([`released`]).
 
 use std::{fs, io, path::PathBuf};
+
+use crate::version::ReleaseStamp;
 
 /// Where the fault is described: on tmpfs, so a reboot clears it.
 pub const FAULT_FILE: &str = "/run/rkt-standin/fault";
@@ -39,6 +44,25 @@ pub fn injected() -> Result<Option<Fault>, FaultFileError> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(FaultFileError(error.to_string())),
     }
+}
+
+/// The fault of a stamped release, if it is a broken one: its API service exits at start. A fault word other than
+/// `exit` (only a binary edited by hand has one) breaks the release the same way, and the cause says so.
+pub fn released(stamp: &ReleaseStamp) -> Option<Fault> {
+    let fault = stamp.fault.as_deref()?;
+    let text = stamp.to_string();
+    let cause = match fault {
+        "exit" => format!("release fault: this rkt is the broken release stamped {text:?}"),
+        unknown => {
+            format!(
+                "release fault: this rkt is stamped {text:?}, with the unknown fault {unknown:?}"
+            )
+        }
+    };
+    Some(Fault {
+        mode: FaultMode::Exit,
+        cause,
+    })
 }
 
 /// Whether the fault `description` holds, reading files with `read`.
@@ -85,6 +109,25 @@ mod tests {
         );
         let missing = |_: &PathBuf| Err(io::Error::from(io::ErrorKind::NotFound));
         assert_eq!(holds(description, missing).unwrap(), None);
+    }
+
+    #[test]
+    fn a_release_stamped_exit_exits_and_says_which_release_it_is() {
+        let stamp = |fault: Option<&str>| ReleaseStamp {
+            version: "1.29.0".to_owned(),
+            fault: fault.map(str::to_owned),
+        };
+        assert_eq!(released(&stamp(None)), None);
+        let fault = released(&stamp(Some("exit"))).unwrap();
+        assert_eq!(fault.mode, FaultMode::Exit);
+        assert!(fault.cause.contains("\"1.29.0 exit\""), "{}", fault.cause);
+        let fault = released(&stamp(Some("crash"))).unwrap();
+        assert_eq!(fault.mode, FaultMode::Exit);
+        assert!(
+            fault.cause.contains("unknown fault \"crash\""),
+            "{}",
+            fault.cause
+        );
     }
 
     #[test]

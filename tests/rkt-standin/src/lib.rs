@@ -3,6 +3,9 @@
 //! it speaks the operator's `rkt::v1alpha` protocol and reads rkt's configuration with the operator's `rkt::config`. It runs no containers. It implements what the operator and the kubelet's version
 //! checks touch, exactly as rkt does: `rkt version`, and `rkt api-service` with GetInfo and ListPods (an empty
 //! list), rkt's global flags, and rkt's reading and refusing of its configuration at start.
+//!
+//! One build plays several rkt releases: [`stamp`] writes a release's version (and, for a broken release, a fault)
+//! into a copy of the built binary, which then reports that version as a real rkt reports the one compiled in.
 
 mod api_service;
 pub mod fault;
@@ -15,7 +18,10 @@ use clap::{Parser, Subcommand};
 
 pub use api_service::PublicApiService;
 pub use global_flags::{GlobalFlags, InsecureOptions};
-pub use version::{BUILD_VERSION, VERSION_ENV, rkt_version};
+pub use version::{
+    BUILD_VERSION, RELEASE_FAULTS, ReleaseStamp, STAMP_CAPACITY, STAMP_MARKER, STAMP_SLOT_LEN,
+    StampError, VERSION_ENV, release_stamp, rkt_version, stamp,
+};
 
 use rktnetes_operator::rkt::{DEFAULT_API_ENDPOINT, config::ConfigError, error_chain};
 
@@ -28,7 +34,8 @@ use rktnetes_operator::rkt::{DEFAULT_API_ENDPOINT, config::ConfigError, error_ch
                   It runs no containers: it answers `rkt version` and serves rkt's API service \
                   (GetInfo, and ListPods with no pods) exactly as rkt does, reading and checking \
                   rkt's configuration directories when the API service starts. The version it \
-                  reports is $RKT_STANDIN_VERSION, else the one it was built with.",
+                  reports is the one its release was stamped with, else $RKT_STANDIN_VERSION, else \
+                  the one it was built with.",
     disable_version_flag = true,
     infer_subcommands = true
 )]

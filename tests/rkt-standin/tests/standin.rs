@@ -1,15 +1,17 @@
 //! The rkt stand-in binary, run as a test node runs it: `rkt version`, `rkt api-service` answering the agent's
-//! client and rkt's generated gRPC client, refusing an invalid configuration, and stopping on SIGTERM.
+//! client and rkt's generated gRPC client, refusing an invalid configuration, and stopping on SIGTERM; and the
+//! binary stamped as a release, as the harness's release archives hold it.
 
 use std::{
     fs,
     net::TcpListener,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
-use rkt_standin::{BUILD_VERSION, rkt_version};
+use rkt_standin::{BUILD_VERSION, rkt_version, stamp};
 use rktnetes_operator::rkt::{
     RktApiError, get_info,
     v1alpha::{
@@ -26,12 +28,48 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The stand-in with none of the caller's settings that change what it reports.
 fn rkt() -> Command {
-    let mut command = Command::new(RKT);
+    rkt_at(Path::new(RKT))
+}
+
+/// The stand-in at `binary` (a stamped copy), as [`rkt`].
+fn rkt_at(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_remove("RKT_STANDIN_VERSION")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     command
+}
+
+/// The built stand-in stamped as release `version` (broken by `fault`), an executable file in `dir`.
+fn stamped_release(dir: &Path, version: &str, fault: Option<&str>) -> PathBuf {
+    let stamped = stamp(&fs::read(RKT).unwrap(), version, fault).unwrap();
+    let path = dir.join(format!("rkt-{version}"));
+    fs::write(&path, stamped).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Runs `command` to its end (see [`unless_busy`]).
+fn output_of(command: &mut Command) -> std::process::Output {
+    unless_busy(|| command.output())
+}
+
+/// What `run` (a start of a freshly written binary) gives, retried while the file is busy: another test's child,
+/// forked while the file was still open for writing, holds it until that child execs.
+fn unless_busy<T>(mut run: impl FnMut() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match run() {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result.unwrap(),
+        }
+    }
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -68,14 +106,20 @@ struct ApiService {
 impl ApiService {
     /// Starts it on a loopback port of the kernel's choosing, which it reports in its log.
     fn start(dir: &Path, args: &[&str]) -> Self {
+        Self::start_binary(Path::new(RKT), dir, args)
+    }
+
+    /// Starts the stand-in at `binary` (a stamped copy) as [`ApiService::start`] does.
+    fn start_binary(binary: &Path, dir: &Path, args: &[&str]) -> Self {
         let stderr = dir.join("api-service.stderr");
-        let child = rkt()
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
+        let child = unless_busy(|| {
+            rkt_at(binary)
+                .args(args)
+                .args(["--listen", "127.0.0.1:0"])
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&stderr)?)
+                .spawn()
+        });
         Self {
             child,
             stderr,
@@ -185,6 +229,57 @@ fn the_version_can_be_chosen_at_start() {
             .unwrap()
             .starts_with("rkt Version: 1.9.1\n")
     );
+}
+
+#[test]
+fn a_stamped_release_reports_its_own_version_whatever_the_environment() {
+    let dir = scratch();
+    let release = stamped_release(dir.path(), "1.29.0", None);
+    let output = output_of(
+        rkt_at(&release)
+            .env("RKT_STANDIN_VERSION", "9.9.9")
+            .arg("version"),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.starts_with("rkt Version: 1.29.0\n"), "{stdout}");
+    // The unstamped build still takes the variable.
+    let output = output_of(rkt().env("RKT_STANDIN_VERSION", "9.9.9").arg("version"));
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .starts_with("rkt Version: 9.9.9\n")
+    );
+}
+
+#[tokio::test]
+async fn a_release_stamped_exit_fails_its_api_service_before_listening() {
+    let dir = scratch();
+    let release = stamped_release(dir.path(), "1.29.0", Some("exit"));
+    // `rkt version` still answers, with the release's version.
+    let output = output_of(rkt_at(&release).arg("version"));
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .starts_with("rkt Version: 1.29.0\n")
+    );
+
+    let system = format!(
+        "--system-config={}",
+        dir.path().join("usr/lib/rkt").display()
+    );
+    let local = format!("--local-config={}", dir.path().join("etc/rkt").display());
+    let mut service =
+        ApiService::start_binary(&release, dir.path(), &["api-service", &system, &local]);
+    let status = service.wait_exit().await;
+    assert_eq!(status.code(), Some(254), "{status}");
+    let stderr = service.stderr();
+    assert!(
+        stderr.contains("api-service: release fault") && stderr.contains("\"1.29.0 exit\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Listening on"), "{stderr}");
 }
 
 #[test]

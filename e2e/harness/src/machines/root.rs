@@ -177,10 +177,16 @@ pub fn configure(root: &Path, node_files: &Path, identity: &Identity<'_>) -> any
     )?;
     // Checks every 3 s (30 s by default) so that the tests see a stopped rkt API service quickly, and gives a
     // restarted one 5 s to answer (30 s by default; the stand-in answers within milliseconds), so that a broken
-    // change is rolled back quickly.
+    // change is rolled back quickly. Release downloads trust the certificate authorities that a test puts in
+    // release-ca.crt (its release mirror's), beside the node's own, and releases may be signed by the keys it puts
+    // in release-keys.asc.
     write(
         &root.join("etc/rktnetes/agent.env"),
-        &format!("NODE_NAME={name}\nRKTNETES_CHECK_INTERVAL=3\nRKTNETES_HEALTH_TIMEOUT=5\n"),
+        &format!(
+            "NODE_NAME={name}\nRKTNETES_CHECK_INTERVAL=3\nRKTNETES_HEALTH_TIMEOUT=5\n\
+             RKTNETES_RELEASE_CA_FILE=/etc/rktnetes/release-ca.crt\n\
+             RKTNETES_RELEASE_KEYS_FILE=/etc/rktnetes/release-keys.asc\n"
+        ),
     )
 }
 
