@@ -25,7 +25,8 @@ use crate::support::{
     nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
     scenario::{
         Cleanup, FAULT_FILE, NET_FILE, REACTION, STAGE1_FILE, UNIT_FILE, VENDOR_STAGE1,
-        bridge_example, main_pid, node_conditions, node_event, setup, two_more_checks,
+        bridge_example, degraded_with, in_phase, last_error, main_pid, node_conditions, node_event,
+        setup, two_more_checks,
     },
 };
 
@@ -199,16 +200,7 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
     let _fault_cleared = Cleanup(broken_node, format!("rm -f {FAULT_FILE}"));
     apply_config(&client, base.mtu(1400)).await;
 
-    let state = eventually("the broken node reports RolledBack", REACTION, async || {
-        let state = states(&client).await.remove(broken_node)?;
-        (state.status.as_ref()?.phase == Some(NodePhase::RolledBack)).then_some(state)
-    })
-    .await;
-    let error = state
-        .status
-        .as_ref()
-        .and_then(|s| s.last_error.clone())
-        .unwrap_or_default();
+    let error = last_error(&in_phase(&client, broken_node, NodePhase::RolledBack).await);
     assert!(error.contains("GetInfo"), "{error}");
     assert_eq!(
         node_file(broken_node, NET_FILE).as_deref(),
@@ -261,16 +253,7 @@ async fn a_network_whose_plugin_fails_on_the_node_is_rolled_back_with_the_plugin
     )
     .await;
 
-    let state = eventually("the node reports RolledBack", REACTION, async || {
-        let state = states(&client).await.remove(node)?;
-        (state.status.as_ref()?.phase == Some(NodePhase::RolledBack)).then_some(state)
-    })
-    .await;
-    let error = state
-        .status
-        .as_ref()
-        .and_then(|s| s.last_error.clone())
-        .unwrap_or_default();
+    let error = last_error(&in_phase(&client, node, NodePhase::RolledBack).await);
     assert!(
         error.contains("the network config does not work on this node")
             && error.contains("bridge ADD")
@@ -380,19 +363,8 @@ async fn a_stage1_change_rkt_would_refuse_is_refused_before_any_restart() {
     );
     apply_config(&client, changed).await;
 
-    let state = eventually("the node reports the refusal", REACTION, async || {
-        let state = states(&client).await.remove(node)?;
-        let status = state.status.as_ref()?;
-        (status.phase == Some(NodePhase::Degraded)
-            && status.last_error.as_deref()?.contains("rkt would refuse"))
-        .then_some(state)
-    })
-    .await;
-    let error = state
-        .status
-        .as_ref()
-        .and_then(|s| s.last_error.clone())
-        .unwrap_or_default();
+    let state = degraded_with(&client, node, "rkt would refuse").await;
+    let error = last_error(&state);
     assert!(
         error.contains("both")
             && error.contains(VENDOR_STAGE1)
@@ -536,11 +508,7 @@ async fn a_node_with_an_older_rkt_reports_the_mismatch() {
         bridge_example().named("old-rkt").in_pool("old-rkt"),
     )
     .await;
-    let state = eventually("the node reports its rkt version", REACTION, async || {
-        let state = states(&client).await.remove(*OLD_RKT_NODE)?;
-        (state.status.as_ref()?.phase == Some(NodePhase::Degraded)).then_some(state)
-    })
-    .await;
+    let state = in_phase(&client, *OLD_RKT_NODE, NodePhase::Degraded).await;
     let status = state.status.expect("a status");
     assert_eq!(
         status.observed_rkt_version.as_deref(),

@@ -5,7 +5,6 @@
 //! a timeout, a 5xx answer, a body cut off) are retried with backoff; the others are not.
 
 use std::{
-    fmt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -200,7 +199,12 @@ impl Sink {
             })?;
         Ok(Downloaded {
             size: self.size,
-            sha512: Hex(&self.digest.finalize()).to_string(),
+            sha512: self
+                .digest
+                .finalize()
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
         })
     }
 }
@@ -385,17 +389,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Bytes as lowercase hexadecimal.
-pub struct Hex<'a>(pub &'a [u8]);
-
-impl fmt::Display for Hex<'_> {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0
-            .iter()
-            .try_for_each(|byte| write!(formatter, "{byte:02x}"))
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::support::{
     kind_profile,
     nodes::host_address,
     release_server::{ReleaseServer, Serve},
-    scenario::main_pid,
+    scenario::{degraded_with, last_error, main_pid},
 };
 
 /// Where the test nodes' agents find the certificate authorities that release downloads trust
@@ -210,32 +210,6 @@ fn print_upgrade_steps(nodes: &[&str]) {
             figure(&restarted, "health_ms"),
         );
     }
-}
-
-/// The node's state once it reports `Degraded` with an error that contains `text`.
-async fn degraded_with(
-    client: &kube::Client,
-    node: &str,
-    text: &str,
-) -> rktnetes_operator::api::RktNodeState {
-    eventually(
-        &format!("{node} reports Degraded: ...{text}..."),
-        REACTION,
-        async || {
-            let state = states(client).await.remove(node)?;
-            let degraded = state.status.as_ref()?.phase == Some(NodePhase::Degraded);
-            (degraded && last_error(&state).contains(text)).then_some(state)
-        },
-    )
-    .await
-}
-
-fn last_error(state: &rktnetes_operator::api::RktNodeState) -> String {
-    state
-        .status
-        .as_ref()
-        .and_then(|status| status.last_error.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -5,10 +5,11 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{core::v1::Node, events::v1::Event};
 use kube::{Api, Client, api::ListParams};
+use rktnetes_operator::api::{NodePhase, RktNodeState};
 
 use super::{
     cluster::cluster,
-    controller::{ChartController, ensure_namespace, reset},
+    controller::{ChartController, ensure_namespace, reset, states},
     eventually,
     fixtures::TestConfig,
     nodes::{OLD_RKT_NODE, POOL, node_file, node_ok, node_shell, nodes},
@@ -106,6 +107,38 @@ pub async fn node_event(client: &Client, node: &str, reason: &str, text: &str) {
         },
     )
     .await;
+}
+
+/// The node's state once it reports `phase`.
+pub async fn in_phase(client: &Client, node: &str, phase: NodePhase) -> RktNodeState {
+    eventually(&format!("{node} reports {phase:?}"), REACTION, async || {
+        let state = states(client).await.remove(node)?;
+        (state.status.as_ref()?.phase == Some(phase)).then_some(state)
+    })
+    .await
+}
+
+/// The node's state once it reports `Degraded` with an error that contains `text`.
+pub async fn degraded_with(client: &Client, node: &str, text: &str) -> RktNodeState {
+    eventually(
+        &format!("{node} reports Degraded: ...{text}..."),
+        REACTION,
+        async || {
+            let state = states(client).await.remove(node)?;
+            let degraded = state.status.as_ref()?.phase == Some(NodePhase::Degraded);
+            (degraded && last_error(&state).contains(text)).then_some(state)
+        },
+    )
+    .await
+}
+
+/// The node's `lastError`, or nothing.
+pub fn last_error(state: &RktNodeState) -> String {
+    state
+        .status
+        .as_ref()
+        .and_then(|status| status.last_error.clone())
+        .unwrap_or_default()
 }
 
 /// The MainPID of the node's rkt-api.service.
