@@ -3,18 +3,26 @@
 //! to on each node, in waves; a release that does not verify or arrive whole changes nothing, and one whose API
 //! service fails is switched back.
 
-use std::{collections::BTreeMap, path::Path, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    net::IpAddr,
+    path::Path,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
-use base64::{Engine, prelude::BASE64_STANDARD};
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ConfigMap};
+use kube::Client;
 use rktnetes_e2e::releases::{Release, SigningKey, build_release};
 
 use super::*;
 use crate::support::{
-    chart,
+    chart::{self, AGENT_NAMESPACE},
     controller::ChartController,
     kind_profile,
     nodes::host_address,
-    release_server::{ReleaseServer, Serve},
+    release_server::{MirrorAuthority, ReleaseServer, Serve},
     scenario::{degraded_with, last_error, main_pid},
 };
 
@@ -32,17 +40,20 @@ const RELEASE_KEYS: &str = "/etc/rktnetes/release-keys.asc";
 /// A signature over the 1.30.0 archive by a key that is not a release key.
 const STRANGERS_SIGNATURE: &str = "/stranger/rkt-v1.30.0.tar.gz.asc";
 
-/// The stand-in's releases, served to the nodes, which trust the mirror.
-struct Mirror {
-    server: ReleaseServer,
-    host: String,
+/// What the mirrors of this test binary publish, made once: the stand-in's releases, signed by a release key (GnuPG
+/// takes seconds to make one), and the mirror's certificate authority (in the kind lane, new trust rolls the agents).
+struct Published {
     releases: BTreeMap<&'static str, Release>,
-    /// The GnuPG homes of the release key and of a stranger's.
-    _keys: tempfile::TempDir,
+    paths: BTreeMap<String, Serve>,
+    /// The armored public release key, which the nodes trust.
+    release_keys: String,
+    authority: MirrorAuthority,
 }
 
-impl Mirror {
-    fn start(nodes: &[&str]) -> Self {
+static PUBLISHED: LazyLock<Published> = LazyLock::new(Published::make);
+
+impl Published {
+    fn make() -> Self {
         let binaries = Path::new(env!("CARGO_BIN_EXE_rktnetes"))
             .parent()
             .expect("the binaries' directory");
@@ -83,7 +94,6 @@ impl Mirror {
                 .unwrap_or_else(|error| panic!("a signing key: {error:#}"))
         };
         let (release_key, stranger) = (signing("release"), signing("stranger"));
-        let public_key = &release_key.public_key;
         let sign = |key: &SigningKey, archive: &Path| {
             key.sign(archive, true)
                 .unwrap_or_else(|error| panic!("signing {}: {error:#}", archive.display()))
@@ -102,35 +112,55 @@ impl Mirror {
                 );
             }
         }
-        let cluster = cluster();
-        let plane = cluster.plane.as_ref().expect("the local control plane");
-        let (certificate, key) = plane.api_serving_identity();
-        let server = ReleaseServer::start((&certificate, &key), paths);
-        let ca = BASE64_STANDARD
-            .decode(chart::endpoint(cluster).ca_data)
-            .expect("the cluster's CA is base64");
-        let ca = String::from_utf8(ca).expect("the cluster's CA is PEM");
+        Self {
+            releases,
+            paths,
+            release_keys: release_key.public_key.clone(),
+            authority: MirrorAuthority::new(),
+        }
+    }
+}
+
+/// The stand-in's releases, served to the nodes, which trust the mirror.
+struct Mirror {
+    server: ReleaseServer,
+    releases: &'static BTreeMap<&'static str, Release>,
+}
+
+impl Mirror {
+    /// Starts a mirror and makes `nodes` trust it and the release key: in the local lane through the files the
+    /// harness's agents are pointed at, in the kind lane through the chart's values, as an admin would.
+    async fn start(client: &Client, nodes: &[&str]) -> Self {
+        let published = &*PUBLISHED;
+        let host: IpAddr = host_address()
+            .parse()
+            .expect("the nodes reach this host at an IP address");
+        let server = ReleaseServer::start(&published.authority, host, published.paths.clone());
+        if kind_profile() {
+            trust_through_the_chart(client, published).await;
+        }
         // What an earlier scenario installed goes first (the agent put the hand-written unit back when its config
         // went), so that each scenario downloads what it tests.
         for node in nodes {
-            node_ok(
-                node,
-                &format!(
-                    "mkdir -p /etc/rktnetes && printf '%s' '{ca}' > {RELEASE_CA} \
-                     && printf '%s' '{public_key}' > {RELEASE_KEYS} && rm -rf /opt/rkt"
-                ),
-            );
+            let trust_files = if kind_profile() {
+                String::new()
+            } else {
+                format!(
+                    "mkdir -p /etc/rktnetes && printf '%s' '{}' > {RELEASE_CA} \
+                     && printf '%s' '{}' > {RELEASE_KEYS} && ",
+                    published.authority.certificate_pem, published.release_keys
+                )
+            };
+            node_ok(node, &format!("{trust_files}rm -rf /opt/rkt"));
         }
         Self {
             server,
-            host: host_address(),
-            releases,
-            _keys: keys,
+            releases: &published.releases,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        self.server.url(&self.host, path)
+        self.server.url(path)
     }
 
     /// The bridge example on `pool`, installing `version` from the mirror, signed by the release key (and writing
@@ -150,6 +180,102 @@ impl Mirror {
                     "signatureUrl": self.url(&format!("/{}.asc", release.file_name)),
                 }),
             )
+    }
+}
+
+/// The mirror's CA and the release key in ConfigMaps of the agents' namespace, named by their content, given to the
+/// chart (`agent.releaseCAConfigMap`, `agent.releaseKeysConfigMap`); returns once the controller runs with them and
+/// has rolled the agent DaemonSet, if there is one, so that every agent runs with them.
+async fn trust_through_the_chart(client: &Client, published: &Published) {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+    let mut names = Vec::new();
+    for (prefix, key, content) in [
+        (
+            "rkt-release-ca",
+            "ca.crt",
+            &published.authority.certificate_pem,
+        ),
+        ("rkt-release-keys", "keys.asc", &published.release_keys),
+    ] {
+        let mut hasher = DefaultHasher::new();
+        content.hash(&mut hasher);
+        let name = format!("{prefix}-{:016x}", hasher.finish());
+        let config_map = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": AGENT_NAMESPACE},
+            "data": {key: content},
+        });
+        config_maps
+            .patch(
+                &name,
+                &PatchParams::apply("rktnetes-e2e").force(),
+                &Patch::Apply(config_map),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("cannot apply ConfigMap {name}: {error}"));
+        names.push(name);
+    }
+    // What an earlier run of the suite gave the chart, kept until the chart no longer names it.
+    let earlier: Vec<String> = config_maps
+        .list(&Default::default())
+        .await
+        .expect("the agents' ConfigMaps")
+        .into_iter()
+        .map(|config_map| config_map.name_any())
+        .filter(|name| {
+            ["rkt-release-ca-", "rkt-release-keys-"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                && !names.contains(name)
+        })
+        .collect();
+    let cluster = cluster();
+    chart::install(
+        cluster,
+        &[
+            "--reuse-values",
+            "--set",
+            &format!("agent.releaseCAConfigMap={}", names[0]),
+            "--set",
+            &format!("agent.releaseKeysConfigMap={}", names[1]),
+        ],
+    );
+    chart::wait_for_controller(cluster);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+    eventually(
+        "the agents run with the mirror's CA and the release key",
+        Duration::from_secs(300),
+        async || {
+            // No DaemonSet while no config selects a node: the first one the controller makes has them.
+            let Some(daemonset) = daemonsets
+                .get_opt("rktnetes-agent")
+                .await
+                .map_err(|error| error.to_string())?
+            else {
+                return Ok(());
+            };
+            let template = serde_json::to_string(&daemonset.spec.template)
+                .map_err(|error| error.to_string())?;
+            if !names
+                .iter()
+                .all(|name| template.contains(&format!("\"{name}\"")))
+            {
+                return Err("the DaemonSet does not mount the ConfigMaps yet".to_owned());
+            }
+            let status = daemonset.status.unwrap_or_default();
+            let rolled = status.observed_generation >= daemonset.metadata.generation
+                && status.updated_number_scheduled == Some(status.desired_number_scheduled)
+                && status.number_available == Some(status.desired_number_scheduled);
+            if rolled {
+                Ok(())
+            } else {
+                Err(format!("rolling: {status:?}"))
+            }
+        },
+    )
+    .await;
+    for name in earlier {
+        let _ = config_maps.delete(&name, &Default::default()).await;
     }
 }
 
@@ -214,12 +340,9 @@ fn print_upgrade_steps(nodes: &[&str]) {
 
 #[tokio::test]
 async fn an_install_source_upgrades_rkt_in_waves_and_a_release_that_fails_is_switched_back() {
-    if kind_profile() {
-        return;
-    }
     let _serial = serial().lock().await;
     let (client, controller): (_, ChartController) = setup().await;
-    let mirror = Mirror::start(&*POOL);
+    let mirror = Mirror::start(&client, &*POOL).await;
 
     apply_config(&client, mirror.config("install", "e2e", "1.29.0")).await;
     converged(&client, "install", POOL.len()).await;
@@ -236,7 +359,10 @@ async fn an_install_source_upgrades_rkt_in_waves_and_a_release_that_fails_is_swi
         most <= 1,
         "{most} nodes were upgraded at once with maxUnavailable 1"
     );
-    print_upgrade_steps(&*POOL);
+    if !kind_profile() {
+        // The README's figures come from the nspawn nodes, whose agents log to the journal.
+        print_upgrade_steps(&*POOL);
+    }
     let states_now = states(&client).await;
     for (node, before) in POOL.iter().zip(&starts) {
         assert_eq!(installed_version(node), "1.30.0", "{node}: rkt version");
@@ -314,13 +440,10 @@ async fn an_install_source_upgrades_rkt_in_waves_and_a_release_that_fails_is_swi
 
 #[tokio::test]
 async fn a_release_that_does_not_verify_or_arrive_whole_changes_nothing_on_the_node() {
-    if kind_profile() {
-        return;
-    }
     let _serial = serial().lock().await;
     let (client, _controller) = setup().await;
     let node = *OLD_RKT_NODE;
-    let mirror = Mirror::start(&[node]);
+    let mirror = Mirror::start(&client, &[node]).await;
     let pid = main_pid(node);
     let nothing_installed = || {
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod hostile_api;
 pub mod nodes;
 pub mod release_server;
 pub mod scenario;
+pub mod tls_server;
 
 pub use eventually::eventually;
 

@@ -119,11 +119,25 @@ async fn restart_agents(client: &Client, endpoint: &ClusterEndpoint) -> anyhow::
     rktnetes_e2e::start_agents(client, endpoint, &machines(), &names, &agent_account()).await
 }
 
-/// The address at which the local machines reach this host (a server of a test listening on every address).
+/// The address at which the nodes reach this host (a server of a test listening on every address): the local
+/// machines' gateway, or in the kind profile the kind network's, which the workers route through.
 pub fn host_address() -> String {
-    machines()
-        .host_address()
-        .unwrap_or_else(|error| panic!("{error:#}"))
+    if !kind_profile() {
+        return machines()
+            .host_address()
+            .unwrap_or_else(|error| panic!("{error:#}"));
+    }
+    let node = node_names()[0];
+    let route = node_ok(node, "ip -4 route show default");
+    gateway_of(&route)
+        .unwrap_or_else(|| panic!("{node} has no default route via a gateway: {route:?}"))
+}
+
+/// The gateway of a default route as `ip route` shows it (`default via 172.18.0.1 dev eth0`).
+fn gateway_of(route: &str) -> Option<String> {
+    let mut words = route.split_whitespace();
+    words.find(|word| *word == "via")?;
+    words.next().map(str::to_owned)
 }
 
 fn machines() -> Machines {
@@ -249,4 +263,14 @@ pub fn node_file(node: &str, path: &str) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn the_gateway_of_a_default_route_is_the_address_after_via() {
+    assert_eq!(
+        gateway_of("default via 172.18.0.1 dev eth0 \n").as_deref(),
+        Some("172.18.0.1")
+    );
+    assert_eq!(gateway_of("default dev wg0 scope link"), None);
+    assert_eq!(gateway_of(""), None);
 }

@@ -1,24 +1,22 @@
-//! A release mirror for the test nodes: serves rkt release archives over HTTPS, presenting the API server's own
-//! certificate (so a node trusting the cluster's CA trusts it at the host address the nodes reach), and can cut an
-//! archive off half-way, announcing its whole length first, as a connection that drops mid-download does. It
-//! counts the requests for each path, so a test sees the agent's retries.
+//! A release mirror for the test nodes: serves rkt release archives over HTTPS, with a certificate of its own
+//! authority for the address the nodes reach it at, and can cut an archive off half-way, announcing its whole
+//! length first, as a connection that drops mid-download does. It counts the requests for each path, so a test
+//! sees the agent's retries.
 //!
 //! It speaks just enough HTTP/1.1 by hand (one request per connection, `Connection: close`) that a cut-off body
 //! is exactly what the test asks for, not whatever an HTTP server library makes of a body shorter than its length.
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
-    path::Path,
+    net::IpAddr,
     sync::{Arc, Mutex},
 };
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
-use tokio_rustls::TlsAcceptor;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::tls_server::{self, Connection, TlsServer};
 
 /// How a path is served.
 #[derive(Clone)]
@@ -29,80 +27,85 @@ pub enum Serve {
     CutOff(Arc<Vec<u8>>),
 }
 
-/// A running mirror; stops when dropped.
-pub struct ReleaseServer {
-    address: SocketAddr,
-    requests: Arc<Mutex<BTreeMap<String, u32>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// The mirror's own certificate authority, as a site's internal release mirror has one: the nodes are given its
+/// certificate to trust for release downloads (the agent's `--release-ca-file`), and nothing else.
+pub struct MirrorAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    /// The authority's certificate, PEM.
+    pub certificate_pem: String,
 }
 
-impl ReleaseServer {
-    /// Serves `paths` (such as `/rkt-v1.30.0.tar.gz`), presenting the certificate and key in `serving` (PEM files),
-    /// on every address at a port the kernel picks; any other path is 404.
-    pub fn start(serving: (&Path, &Path), paths: BTreeMap<String, Serve>) -> Self {
-        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(serving.0)
-            .and_then(Iterator::collect)
-            .unwrap_or_else(|error| panic!("{}: {error}", serving.0.display()));
-        let key = PrivateKeyDer::from_pem_file(serving.1)
-            .unwrap_or_else(|error| panic!("{}: {error}", serving.1.display()));
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)
-        .expect("the certificate and key match");
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("a port for the mirror");
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
-        let address = listener.local_addr().expect("the mirror's address");
-        let requests = Arc::new(Mutex::new(BTreeMap::new()));
-        let paths = Arc::new(paths);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn({
-            let requests = requests.clone();
-            move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the mirror");
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("a tokio listener");
-                    let mut connections = tokio::task::JoinSet::new();
-                    let mut stopped = std::pin::pin!(stopped);
-                    loop {
-                        tokio::select! {
-                            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
-                                let (acceptor, paths, requests) =
-                                    (acceptor.clone(), paths.clone(), requests.clone());
-                                connections.spawn(async move {
-                                    if let Ok(tls) = acceptor.accept(stream).await {
-                                        let _ = answer(tls, &paths, &requests).await;
-                                    }
-                                });
-                            },
-                            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                            _ = &mut stopped => break,
-                        }
-                    }
-                });
-            }
-        });
+impl MirrorAuthority {
+    pub fn new() -> Self {
+        let key = KeyPair::generate().expect("a key for the mirror's CA");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "rktnetes test release mirror CA");
+        let certificate = params
+            .self_signed(&key)
+            .expect("the mirror's CA certificate");
         Self {
-            address,
-            requests,
-            stop: Some(stop),
-            thread: Some(thread),
+            issuer: Issuer::new(params, key),
+            certificate_pem: certificate.pem(),
         }
     }
 
-    /// The URL of `path` as the machines reach it: at `host`, their host address.
-    pub fn url(&self, host: &str, path: &str) -> String {
-        format!("https://{host}:{}{path}", self.address.port())
+    /// TLS settings for the mirror at `address`: a new serving certificate naming it, signed by this authority.
+    fn serving(&self, address: IpAddr) -> rustls::ServerConfig {
+        let key = KeyPair::generate().expect("a key for the mirror");
+        let certificate = CertificateParams::new(vec![address.to_string()])
+            .expect("the mirror's address is a name a certificate can hold")
+            .signed_by(&key, &self.issuer)
+            .expect("the mirror's certificate");
+        tls_server::presenting(
+            vec![CertificateDer::from(certificate.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    }
+}
+
+/// A running mirror; stops when dropped.
+pub struct ReleaseServer {
+    server: TlsServer,
+    host: IpAddr,
+    requests: Arc<Mutex<BTreeMap<String, u32>>>,
+}
+
+impl ReleaseServer {
+    /// Serves `paths` (such as `/rkt-v1.30.0.tar.gz`) on every address, at a port the kernel picks, with a
+    /// certificate of `authority` for `host`, the address the nodes reach this machine at; any other path is 404.
+    pub fn start(
+        authority: &MirrorAuthority,
+        host: IpAddr,
+        paths: BTreeMap<String, Serve>,
+    ) -> Self {
+        let requests = Arc::new(Mutex::new(BTreeMap::new()));
+        let paths = Arc::new(paths);
+        let server = TlsServer::start("the release mirror", authority.serving(host), {
+            let requests = requests.clone();
+            move |connection| {
+                let (paths, requests) = (paths.clone(), requests.clone());
+                async move {
+                    let _ = answer(connection, &paths, &requests).await;
+                }
+            }
+        });
+        Self {
+            server,
+            host,
+            requests,
+        }
+    }
+
+    /// The URL at which the nodes reach `path`.
+    pub fn url(&self, path: &str) -> String {
+        let host = match self.host {
+            IpAddr::V4(host) => host.to_string(),
+            IpAddr::V6(host) => format!("[{host}]"),
+        };
+        format!("https://{host}:{}{path}", self.server.port())
     }
 
     /// How many times `path` was asked for.
@@ -116,20 +119,9 @@ impl ReleaseServer {
     }
 }
 
-impl Drop for ReleaseServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Reads one request's head and answers it.
 async fn answer(
-    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    mut tls: Connection,
     paths: &BTreeMap<String, Serve>,
     requests: &Mutex<BTreeMap<String, u32>>,
 ) -> std::io::Result<()> {

@@ -224,7 +224,4 @@ mod tests {
         );
         assert!(workers_in("", "rktnetes").is_empty());
     }
-
-    #[test]
-    fn the_last_lines_are_kept() {}
 }

@@ -4,15 +4,14 @@
 //! a kubeconfig that trusts the cluster's CA reaches it at any address the API server's certificate names; clients
 //! authenticate with bearer tokens, which it passes on.
 //!
-//! It runs on a thread and runtime of its own, so a test that blocks (running a command in a node, restarting the
-//! control plane) does not stall the clients' traffic.
+//! It is a [`TlsServer`], on a thread and runtime of its own, so a test that blocks (running a command in a node,
+//! restarting the control plane) does not stall the clients' traffic.
 
 pub mod faults;
 
 use std::{
     collections::BTreeMap,
     io,
-    net::SocketAddr,
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
@@ -29,22 +28,21 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use rktnetes_e2e::kubeconfig::ClusterEndpoint;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 pub use self::faults::Faults;
 use self::faults::{Fate, Midstream, RequestKind, fate, midstream, status_of};
+use super::tls_server::{self, Connection, TlsServer};
 
 type Body = BoxBody<Bytes, io::Error>;
 
 /// A running hostile API server; stops when dropped.
 pub struct HostileApi {
-    address: SocketAddr,
+    server: TlsServer,
     ca_data: String,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What every connection shares.
@@ -55,7 +53,6 @@ struct Shared {
     rng: Mutex<fastrand::Rng>,
     /// Requests by kind and fate ([`RequestKind::name`], [`Fate::name`]).
     tally: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    acceptor: TlsAcceptor,
     connector: TlsConnector,
     upstream_address: String,
     upstream_name: ServerName<'static>,
@@ -81,17 +78,7 @@ impl HostileApi {
             .with_root_certificates(roots)
             .with_no_client_auth();
         client.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(serving.0)
-            .and_then(Iterator::collect)
-            .unwrap_or_else(|error| panic!("{}: {error}", serving.0.display()));
-        let key = PrivateKeyDer::from_pem_file(serving.1)
-            .unwrap_or_else(|error| panic!("{}: {error}", serving.1.display()));
-        let mut server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(certificates, key)
-            .expect("the API server's certificate and key match");
+        let mut server = tls_server::presenting_files(serving);
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
 
         let authority = upstream
@@ -109,56 +96,27 @@ impl HostileApi {
             epoch: tokio::sync::watch::Sender::new(0),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             tally: Mutex::new(BTreeMap::new()),
-            acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
             upstream_address: authority.to_owned(),
             upstream_name: ServerName::try_from(host.to_owned())
                 .unwrap_or_else(|error| panic!("{host}: {error}")),
         });
 
-        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("a port for the proxy");
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
-        let address = listener.local_addr().expect("the proxy's address");
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn({
+        let server = TlsServer::start("the hostile API server", server, {
             let shared = shared.clone();
-            move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the proxy");
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("a tokio listener");
-                    // Dropped (and so aborted) with the loop: no connection outlives the proxy.
-                    let mut connections = tokio::task::JoinSet::new();
-                    let mut stopped = std::pin::pin!(stopped);
-                    loop {
-                        tokio::select! {
-                            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
-                                connections.spawn(serve(stream, shared.clone()));
-                            },
-                            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                            _ = &mut stopped => break,
-                        }
-                    }
-                });
-            }
+            move |connection| serve(connection, shared.clone())
         });
         Self {
-            address,
+            server,
             ca_data: upstream.ca_data.clone(),
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
         }
     }
 
     /// Where clients on this machine reach it (machines reach it on the same port at their host address).
     pub fn endpoint(&self) -> ClusterEndpoint {
         ClusterEndpoint {
-            server: format!("https://127.0.0.1:{}", self.address.port()),
+            server: format!("https://127.0.0.1:{}", self.server.port()),
             ca_data: self.ca_data.clone(),
         }
     }
@@ -175,23 +133,9 @@ impl HostileApi {
     }
 }
 
-impl Drop for HostileApi {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// One client connection: TLS, then HTTP/1.1 requests one after the other, each forwarded over this connection's
 /// own connection to the API server (opened when first needed, and again after the API server went away).
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let Ok(tls) = shared.acceptor.accept(stream).await else {
-        return;
-    };
+async fn serve(tls: Connection, shared: Arc<Shared>) {
     let upstream: Arc<tokio::sync::Mutex<Option<SendRequest<Incoming>>>> = Arc::default();
     let service = service_fn(move |request| {
         let shared = shared.clone();
