@@ -1,5 +1,7 @@
-//! The agent DaemonSet the controller keeps: one privileged agent per node that some config selects, run by rkt
-//! under its fly stage1 (host mount and network namespaces), with host mounts limited to what the agent writes.
+//! The agent DaemonSet the controller keeps: one privileged agent on each node labelled for it (every node that some
+//! config selects or that still releases our files: see `agent_placement`), run by rkt under its fly stage1 (host
+//! mount and network namespaces), with host mounts limited to what the agent writes. Its template depends on the
+//! agent's settings only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,11 +9,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet},
         core::v1::{
-            Affinity, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
-            KeyToPath, NodeAffinity, NodeSelector as CoreNodeSelector,
-            NodeSelectorRequirement as CoreRequirement, NodeSelectorTerm, ObjectFieldSelector,
-            PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext, Toleration, Volume,
-            VolumeMount,
+            ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
+            KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, ResourceRequirements,
+            SecurityContext, Toleration, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -20,10 +20,8 @@ use k8s_openapi::{
     },
 };
 
-use crate::api::{
-    NodeSelector, RktNodeConfig,
-    host_paths::{self, AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE},
-};
+use super::agent_placement::AGENT_LABEL;
+use crate::api::host_paths::{self, AGENT_STATE_DIR, DBUS_SOCKET, HOST_MOUNT_NAMESPACE};
 use crate::render::json_hash;
 
 /// The per-pod stage1 override (seed 003): the agent needs the host's mount namespace, so it runs under fly.
@@ -109,16 +107,8 @@ impl ConfigMapFile {
     }
 }
 
-/// The DaemonSet for the nodes `configs` select and the `releasing` nodes (whose state is being deleted and
-/// whose agent must first take our files off), or `None` when no node needs an agent.
-pub fn agent_daemonset(
-    settings: &AgentSettings,
-    configs: &[&RktNodeConfig],
-    releasing: &[String],
-) -> Option<DaemonSet> {
-    if configs.is_empty() && releasing.is_empty() {
-        return None;
-    }
+/// The agent DaemonSet, on the nodes labelled [`AGENT_LABEL`] with its name.
+pub fn agent_daemonset(settings: &AgentSettings) -> DaemonSet {
     let labels = BTreeMap::from([
         (
             "app.kubernetes.io/name".to_owned(),
@@ -222,7 +212,10 @@ pub fn agent_daemonset(
                     dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
                     priority_class_name: settings.priority_class_name.clone(),
                     tolerations: Some(settings.tolerations.clone()),
-                    affinity: node_affinity(configs, releasing),
+                    node_selector: Some(BTreeMap::from([(
+                        AGENT_LABEL.to_owned(),
+                        settings.name.clone(),
+                    )])),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -237,79 +230,13 @@ pub fn agent_daemonset(
         TEMPLATE_HASH_ANNOTATION.to_owned(),
         hash,
     )]));
-    Some(daemonset)
+    daemonset
 }
 
 /// The hash that identifies a DaemonSet as the controller renders it. (A DaemonSet always serializes; were it not
 /// to, every template would hash alike and the controller would write it once more, nothing worse.)
 fn template_hash(daemonset: &DaemonSet) -> String {
     json_hash(daemonset).unwrap_or_default()
-}
-
-/// Only the nodes some config selects, and the releasing ones by name; any config with an empty selector selects
-/// them all.
-fn node_affinity(configs: &[&RktNodeConfig], releasing: &[String]) -> Option<Affinity> {
-    let selectors: Vec<&NodeSelector> = configs
-        .iter()
-        .map(|config| &config.spec.node_selector)
-        .collect();
-    if selectors
-        .iter()
-        .any(|selector| **selector == NodeSelector::default())
-    {
-        return None;
-    }
-    // Terms are ORed, the requirements inside one term ANDed: exactly "some config selects the node".
-    let mut terms: Vec<NodeSelectorTerm> = selectors
-        .iter()
-        .map(|selector| selector_term(selector))
-        .collect();
-    terms.sort_by_key(|term| serde_json::to_string(term).unwrap_or_default());
-    terms.dedup();
-    // A field selector on the node name takes one value per requirement: one term per releasing node.
-    let mut names = releasing.to_vec();
-    names.sort();
-    names.dedup();
-    terms.extend(names.into_iter().map(|name| NodeSelectorTerm {
-        match_fields: Some(vec![CoreRequirement {
-            key: "metadata.name".to_owned(),
-            operator: "In".to_owned(),
-            values: Some(vec![name]),
-        }]),
-        ..NodeSelectorTerm::default()
-    }));
-    Some(Affinity {
-        node_affinity: Some(NodeAffinity {
-            required_during_scheduling_ignored_during_execution: Some(CoreNodeSelector {
-                node_selector_terms: terms,
-            }),
-            ..NodeAffinity::default()
-        }),
-        ..Affinity::default()
-    })
-}
-
-fn selector_term(selector: &NodeSelector) -> NodeSelectorTerm {
-    let labels = selector
-        .match_labels
-        .iter()
-        .map(|(key, value)| CoreRequirement {
-            key: key.clone(),
-            operator: "In".to_owned(),
-            values: Some(vec![value.clone()]),
-        });
-    let expressions = selector
-        .match_expressions
-        .iter()
-        .map(|requirement| CoreRequirement {
-            key: requirement.key.clone(),
-            operator: requirement.operator.as_str().to_owned(),
-            values: (!requirement.values.is_empty()).then(|| requirement.values.clone()),
-        });
-    NodeSelectorTerm {
-        match_expressions: Some(labels.chain(expressions).collect()),
-        ..NodeSelectorTerm::default()
-    }
 }
 
 /// The host directories the agent writes (mounted at the same paths: the managed directories and the one of the
@@ -368,37 +295,9 @@ mod tests {
         }
     }
 
-    fn config(name: &str, spec: serde_json::Value) -> RktNodeConfig {
-        let mut spec = spec;
-        spec["rkt"] = serde_json::json!({"version": "1.30.0"});
-        RktNodeConfig::new(name, serde_json::from_value(spec).unwrap())
-    }
-
-    fn required_terms(daemonset: DaemonSet) -> Vec<NodeSelectorTerm> {
-        daemonset
-            .spec
-            .template
-            .spec
-            .unwrap()
-            .affinity
-            .unwrap()
-            .node_affinity
-            .unwrap()
-            .required_during_scheduling_ignored_during_execution
-            .unwrap()
-            .node_selector_terms
-    }
-
-    #[test]
-    fn no_config_needs_no_daemonset() {
-        assert!(agent_daemonset(&settings(), &[], &[]).is_none());
-    }
-
     #[test]
     fn the_agent_runs_privileged_under_stage1_fly_with_its_node_name() {
-        let config = config("c", serde_json::json!({}));
-        let daemonset = agent_daemonset(&settings(), &[&config], &[]).unwrap();
-        let template = daemonset.spec.template;
+        let template = agent_daemonset(&settings()).spec.template;
         assert_eq!(
             template.metadata.unwrap().annotations.unwrap()[STAGE1_OVERRIDE_ANNOTATION],
             "coreos.com/rkt/stage1-fly"
@@ -440,10 +339,15 @@ mod tests {
                 .field_path,
             "spec.nodeName"
         );
-        assert!(
-            pod.affinity.is_none(),
-            "an empty selector selects every node"
+        assert_eq!(
+            pod.node_selector,
+            Some(BTreeMap::from([(
+                "rktnetes.io/agent".to_owned(),
+                "rktnetes-agent".to_owned()
+            )])),
+            "agents go to the nodes labelled for them"
         );
+        assert!(pod.affinity.is_none());
         let paths: Vec<_> = pod
             .volumes
             .unwrap()
@@ -466,69 +370,15 @@ mod tests {
     }
 
     #[test]
-    fn agents_go_only_where_some_config_selects() {
-        let a = config(
-            "a",
-            serde_json::json!({"nodeSelector": {"matchLabels": {"pool": "a"}}}),
-        );
-        let b = config(
-            "b",
-            serde_json::json!({"nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}),
-        );
-        let daemonset = agent_daemonset(&settings(), &[&a, &b], &[]).unwrap();
-        let terms = required_terms(daemonset);
-        assert_eq!(terms.len(), 2);
-        let requirements: Vec<_> = terms
-            .iter()
-            .flat_map(|t| t.match_expressions.clone().unwrap())
-            .collect();
-        assert!(
-            requirements.iter().any(|r| r.key == "pool"
-                && r.operator == "In"
-                && r.values == Some(vec!["a".into()]))
-        );
-        assert!(
-            requirements
-                .iter()
-                .any(|r| r.key == "zone" && r.operator == "Exists" && r.values.is_none())
-        );
-    }
-
-    #[test]
-    fn a_node_whose_state_is_being_deleted_keeps_its_agent_until_it_has_cleaned_up() {
-        let releasing = ["n2".to_owned(), "n1".to_owned()];
-        let daemonset = agent_daemonset(&settings(), &[], &releasing)
-            .expect("the agents stay while nodes release");
-        let terms = required_terms(daemonset);
-        let names: Vec<_> = terms
-            .iter()
-            .map(|term| {
-                let fields = term.match_fields.clone().unwrap();
-                assert_eq!(fields.len(), 1);
-                assert_eq!(fields[0].key, "metadata.name");
-                fields[0].values.clone().unwrap()
-            })
-            .collect();
-        assert_eq!(names, [vec!["n1".to_owned()], vec!["n2".to_owned()]]);
-    }
-
-    #[test]
-    fn the_template_hash_is_stable_and_follows_changes() {
-        let a = config(
-            "a",
-            serde_json::json!({"nodeSelector": {"matchLabels": {"pool": "a"}}}),
-        );
+    fn the_template_hash_is_stable_and_follows_the_agents_settings_only() {
         let hash = |daemonset: DaemonSet| {
             daemonset.metadata.annotations.unwrap()[TEMPLATE_HASH_ANNOTATION].clone()
         };
-        let first = hash(agent_daemonset(&settings(), &[&a], &[]).unwrap());
-        assert_eq!(
-            first,
-            hash(agent_daemonset(&settings(), &[&a], &[]).unwrap())
-        );
+        let first = hash(agent_daemonset(&settings()));
+        assert_eq!(first, hash(agent_daemonset(&settings())));
         let mut other = settings();
         other.image = "rktnetes:next".into();
-        assert_ne!(first, hash(agent_daemonset(&other, &[&a], &[]).unwrap()));
+        assert_ne!(first, hash(agent_daemonset(&other)));
     }
 
     #[test]
@@ -538,9 +388,7 @@ mod tests {
             release_keys_config_map: Some("rkt-keys".into()),
             ..settings()
         };
-        let config = config("a", serde_json::json!({}));
-        let daemonset = agent_daemonset(&settings, &[&config], &[]).unwrap();
-        let pod = daemonset.spec.template.spec.unwrap();
+        let pod = agent_daemonset(&settings).spec.template.spec.unwrap();
         let volume = pod
             .volumes
             .unwrap()

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ObjectReference};
+use k8s_openapi::api::{
+    apps::v1::DaemonSet,
+    core::v1::{Node, ObjectReference},
+};
 use kube::{
     Api, Client, Resource,
     api::{DeleteParams, Patch, PatchParams},
@@ -15,6 +18,7 @@ use tracing::Instrument;
 
 use super::{
     agent_daemonset::TEMPLATE_HASH_ANNOTATION,
+    agent_placement::NodeLabel,
     metrics::Metrics,
     plan::{Plan, PlannedEvent},
 };
@@ -52,6 +56,8 @@ pub struct Writer {
     pub events: EventPublisher,
     pub leader: watch::Receiver<bool>,
     pub concurrency: usize,
+    /// The agent DaemonSet's name, the value of the nodes' agent label.
+    pub agent_name: String,
 }
 
 /// What happens to the agent DaemonSet.
@@ -65,18 +71,27 @@ impl Writer {
         *self.leader.borrow()
     }
 
-    /// Writes `plan`, and the DaemonSet change if any. Returns the writes that failed.
-    pub async fn write(&self, plan: Plan, daemonset: Option<DaemonSetChange>) -> Vec<WriteError> {
+    /// Writes `plan`, the nodes' agent `labels` and the DaemonSet change if any: labels that put an agent on a
+    /// node first, labels that take one off last. Returns the writes that failed.
+    pub async fn write(
+        &self,
+        plan: Plan,
+        labels: &[NodeLabel],
+        daemonset: Option<DaemonSetChange>,
+    ) -> Vec<WriteError> {
         if !self.leads() {
             return Vec::new();
         }
         let states: Api<RktNodeState> = Api::all(self.client.clone());
         let configs: Api<RktNodeConfig> = Api::all(self.client.clone());
         let apply = PatchParams::apply(FIELD_MANAGER).force();
+        let (added, removed): (Vec<&NodeLabel>, Vec<&NodeLabel>) =
+            labels.iter().partition(|label| label.agent);
 
         let (states, configs, apply) = (&states, &configs, &apply);
-        let mut errors = self
-            .each("rktnodestate", "apply", plan.apply_states, |state| {
+        let mut errors = self.write_labels(added).await;
+        errors.extend(
+            self.each("rktnodestate", "apply", plan.apply_states, |state| {
                 let name = state.metadata.name.clone().unwrap_or_default();
                 (name.clone(), async move {
                     states
@@ -85,7 +100,8 @@ impl Writer {
                         .map(drop)
                 })
             })
-            .await;
+            .await,
+        );
         errors.extend(
             self.each("rktnodestate", "delete", plan.delete_states, |name| {
                 (name.clone(), async move {
@@ -127,6 +143,7 @@ impl Writer {
         if let Some(change) = daemonset {
             errors.extend(self.write_daemonset(change).await);
         }
+        errors.extend(self.write_labels(removed).await);
         for event in plan.events {
             let span = tracing::info_span!("event", config = event.config);
             self.publish(event).instrument(span).await;
@@ -170,6 +187,25 @@ impl Writer {
         let span = tracing::info_span!("write", kind = resource, name);
         let result = write.instrument(span).await;
         self.record(resource, verb, name, result)
+    }
+
+    /// Sets or removes the agent label of each node in `labels` (a merge patch of that one label).
+    async fn write_labels(&self, labels: Vec<&NodeLabel>) -> Vec<WriteError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let (nodes, params) = (&nodes, &params);
+        let agent_name = self.agent_name.as_str();
+        self.each("node", "label", labels, |label| {
+            (label.node.clone(), async move {
+                let patch = Patch::Merge(label.patch(agent_name));
+                // A node that went meanwhile needs no agent.
+                gone_is_fine(nodes.patch(&label.node, params, &patch).await)
+            })
+        })
+        .await
     }
 
     async fn write_daemonset(&self, change: DaemonSetChange) -> Option<WriteError> {

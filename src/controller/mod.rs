@@ -6,6 +6,7 @@
 //! Lease holder writes.
 
 mod agent_daemonset;
+pub mod agent_placement;
 mod apply;
 mod caches;
 pub mod config_status;
@@ -220,6 +221,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         events: EventPublisher::new(client.clone(), FIELD_MANAGER, &identity, "Reconcile"),
         leader: leader.clone(),
         concurrency: args.write_concurrency.max(1),
+        agent_name: args.agent_name.clone(),
     };
     let agent = args.agent_settings();
     let mut retry = FIRST_RETRY;
@@ -255,14 +257,22 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         let snapshot = caches.snapshot();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let plan = plan::plan(&snapshot, &now);
-        let configs: Vec<_> = snapshot.configs.iter().map(AsRef::as_ref).collect();
-        let daemonset = daemonset_change(
-            agent_daemonset(&agent, &configs, &plan.releasing_nodes),
-            caches.daemonset().as_deref(),
-            &agent.namespace,
-            &agent.name,
-        );
-        let errors = writer.write(plan, daemonset).await;
+        let labels =
+            agent_placement::label_changes(&snapshot.nodes, &plan.agent_nodes, &agent.name);
+        // The nodes are labelled before the DaemonSet that selects the label is written (a later pass, woken by
+        // the labels' watch events), so that no agent that should stay is ever taken off its node.
+        let daemonset = if labels.iter().any(|label| label.agent) {
+            None
+        } else {
+            let needed = !snapshot.configs.is_empty() || !plan.releasing_nodes.is_empty();
+            daemonset_change(
+                needed.then(|| agent_daemonset(&agent)),
+                caches.daemonset().as_deref(),
+                &agent.namespace,
+                &agent.name,
+            )
+        };
+        let errors = writer.write(plan, &labels, daemonset).await;
         metrics.reconciles.inc();
         metrics
             .reconcile_duration

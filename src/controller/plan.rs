@@ -50,6 +50,8 @@ pub struct Plan {
     pub release_states: Vec<Release>,
     /// Nodes that still carry our files while their state is deleted: they keep an agent until it has cleaned up.
     pub releasing_nodes: Vec<String>,
+    /// Every node that needs an agent: those some config selects (or that configs tie over), and the releasing ones.
+    pub agent_nodes: BTreeSet<String>,
     /// Config statuses that differ from what the config shows, by config name.
     pub statuses: Vec<(String, RktNodeConfigStatus)>,
     /// Events to record on configs.
@@ -120,6 +122,12 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
             plan.release_states.extend(Release::of(state));
         }
     }
+
+    plan.agent_nodes = keep
+        .iter()
+        .map(|node| (*node).to_owned())
+        .chain(plan.releasing_nodes.iter().cloned())
+        .collect();
 
     for config in &configs {
         let name = config.name_any();
@@ -423,6 +431,11 @@ mod tests {
         assert!(waiting.delete_states.is_empty());
         assert!(waiting.release_states.is_empty());
         assert_eq!(waiting.releasing_nodes, ["n1"]);
+        assert_eq!(
+            waiting.agent_nodes.iter().collect::<Vec<_>>(),
+            ["n1"],
+            "a releasing node keeps its agent"
+        );
         // Selected again while the old state goes: no write until it is gone.
         let reselected = plan(
             &snapshot(&configs, &nodes, std::slice::from_ref(&terminating)),
@@ -441,6 +454,7 @@ mod tests {
             }]
         );
         assert!(gone.releasing_nodes.is_empty());
+        assert!(gone.agent_nodes.is_empty());
     }
 
     #[test]
@@ -453,6 +467,10 @@ mod tests {
         let plan = plan(&snapshot(&configs, &nodes, &[]), &now());
         assert!(plan.apply_states.is_empty());
         assert!(plan.delete_states.is_empty());
+        assert!(
+            plan.agent_nodes.contains("n1"),
+            "a tied node keeps its agent"
+        );
         for (_, status) in &plan.statuses {
             let conflict = status
                 .conditions

@@ -28,6 +28,7 @@ use rktnetes_operator::{
     api::{NodePhase, RktNodeConfig, RktNodeState, RktNodeStateStatus},
     controller::{
         AgentSettings, agent_daemonset,
+        agent_placement::{AGENT_LABEL, NodeLabel, label_changes},
         plan::{Plan, Snapshot, plan},
     },
 };
@@ -205,6 +206,8 @@ fn node(index: usize, pools: Pools) -> Arc<PartialObjectMeta<Node>> {
         if matches!(pools, Pools::Mixed) && index % 10 == 4 {
             labels.insert("rktnetes.io/isolation".to_owned(), "kvm".to_owned());
         }
+        // Selected, so the controller has labelled it for its agent.
+        labels.insert(AGENT_LABEL.to_owned(), "rktnetes-agent".to_owned());
     }
     let mut node = PartialObjectMeta::<Node>::default();
     node.metadata.name = Some(name);
@@ -372,7 +375,8 @@ impl Scenario {
     }
 
     /// What the pass over `snapshot` must decide.
-    fn check(self, snapshot: &Snapshot, plan: &Plan) {
+    fn check(self, snapshot: &Snapshot, plan: &Plan, labels: &[NodeLabel]) {
+        assert!(labels.is_empty(), "every selected node has its agent label");
         let nothing = plan.apply_states.is_empty()
             && plan.delete_states.is_empty()
             && plan.release_states.is_empty()
@@ -424,11 +428,14 @@ fn agent_settings() -> AgentSettings {
 }
 
 /// One pass, as `controller::run` makes it.
-fn pass(snapshot: &Snapshot, now: &Time, agent: &AgentSettings) -> (Plan, Option<DaemonSet>) {
+fn pass(
+    snapshot: &Snapshot,
+    now: &Time,
+    agent: &AgentSettings,
+) -> (Plan, Vec<NodeLabel>, DaemonSet) {
     let plan = plan(snapshot, now);
-    let configs: Vec<&RktNodeConfig> = snapshot.configs.iter().map(AsRef::as_ref).collect();
-    let daemonset = agent_daemonset(agent, &configs, &plan.releasing_nodes);
-    (plan, daemonset)
+    let labels = label_changes(&snapshot.nodes, &plan.agent_nodes, &agent.name);
+    (plan, labels, agent_daemonset(agent))
 }
 
 const SIZES: [usize; 3] = [100, 1_000, 5_000];
@@ -441,10 +448,9 @@ fn passes(c: &mut Criterion) {
     for scenario in Scenario::ALL {
         for nodes in SIZES {
             let (snapshot, kept) = counted(|| scenario.snapshot(nodes));
-            let ((plan, daemonset), heap) = counted(|| pass(&snapshot, &now, &agent));
-            scenario.check(&snapshot, &plan);
-            assert!(daemonset.is_some(), "selected nodes need an agent");
-            drop((plan, daemonset));
+            let ((plan, labels, daemonset), heap) = counted(|| pass(&snapshot, &now, &agent));
+            scenario.check(&snapshot, &plan, &labels);
+            drop((plan, labels, daemonset));
             println!(
                 "heap {}/{nodes}: snapshot keeps {}; one pass allocates {} in {} allocations, peak {} live",
                 scenario.name(),

@@ -115,6 +115,7 @@ fn the_api_server_accepts_the_rendered_chart_and_the_controller_is_restricted() 
         "deployment.apps/rktnetes-controller",
         "validatingadmissionpolicy.admissionregistration.k8s.io/rktnetes-agent-own-node",
         "validatingadmissionpolicy.admissionregistration.k8s.io/rktnetes-agent-own-events",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/rktnetes-controller-agent-label",
         "clusterrole.rbac.authorization.k8s.io/rktnetes-agent",
     ] {
         assert!(

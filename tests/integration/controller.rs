@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::Node};
 use kube::{
     Api, Client, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use rktnetes_operator::api::RktNodeConfig;
 use serde_json::json;
@@ -318,19 +318,50 @@ async fn only_the_leader_writes() {
 }
 
 #[tokio::test]
-async fn the_agent_daemonset_follows_the_configs() {
+async fn agents_go_to_the_labelled_nodes_and_the_daemonset_stays_the_same_while_nodes_release() {
     let _serial = serial().lock().await;
-    let (client, nodes) = setup(1).await;
+    let (client, nodes) = setup(12).await;
     let _controller = ControllerProcess::start(cluster(), "daemonset").await;
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
-    apply_config(&client, bridge("agents")).await;
+    let node_api: Api<Node> = Api::all(client.clone());
+    let labelled = async || -> Vec<String> {
+        let mut labelled: Vec<String> = node_api
+            .list(&ListParams::default().labels("rktnetes.io/agent=rktnetes-agent"))
+            .await
+            .map(|list| list.into_iter().map(|node| node.name_any()).collect())
+            .unwrap_or_default();
+        labelled.sort();
+        labelled
+    };
+    // Ten of the twelve nodes in the pool the config selects.
+    for node in &nodes[10..] {
+        node_api
+            .patch(
+                node,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {POOL_LABEL: "elsewhere"}}})),
+            )
+            .await
+            .expect("the node can be relabelled");
+    }
+    let selected: Vec<String> = nodes[..10].to_vec();
+    // All at once: every selected node gets its state in the first wave.
+    apply_config(&client, bridge("agents").max_unavailable("100%")).await;
     let daemonset = eventually(
-        "the controller creates the agent DaemonSet",
+        "the controller labels the selected nodes and creates the agent DaemonSet",
         REACTION,
-        async || daemonsets.get("rktnetes-agent").await,
+        async || {
+            (labelled().await == selected)
+                .then_some(())
+                .ok_or("the labels")?;
+            daemonsets
+                .get("rktnetes-agent")
+                .await
+                .map_err(|_| "the DaemonSet")
+        },
     )
     .await;
-    let template = daemonset.spec.template;
+    let template = daemonset.spec.template.clone();
     assert_eq!(
         template
             .metadata
@@ -346,18 +377,22 @@ async fn the_agent_daemonset_follows_the_configs() {
             .and_then(|s| s.privileged),
         Some(true)
     );
-    let terms = pod
-        .affinity
-        .and_then(|a| a.node_affinity)
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution)
-        .expect("agents go only where a config selects")
-        .node_selector_terms;
-    assert_eq!(terms.len(), 1);
+    // One label, whatever the configs and however many nodes: the DaemonSet never grows with the nodes.
+    assert_eq!(
+        pod.node_selector,
+        Some(BTreeMap::from([(
+            "rktnetes.io/agent".to_owned(),
+            "rktnetes-agent".to_owned()
+        )]))
+    );
+    assert!(pod.affinity.is_none());
+    let generation = daemonset.metadata.generation;
 
-    // The node's state carries the agent's cleanup finalizer: after the last config goes, the node keeps its
-    // agent (selected by name) until the agent has taken the files off and let the state go.
-    let state = eventually("the node has its state", REACTION, async || {
-        states(&client).await.remove(&nodes[0])
+    // Each state carries the agent's cleanup finalizer: after the last config goes, the nodes keep their agents
+    // (their label) until each agent has taken the files off and let its state go; the DaemonSet stays as it is.
+    let state = eventually("the nodes have their states", REACTION, async || {
+        let mut states = states(&client).await;
+        (states.len() == selected.len()).then(|| states.remove(&selected[0]))?
     })
     .await;
     assert_eq!(state.finalizers(), ["rktnetes.io/agent-cleanup"]);
@@ -365,44 +400,35 @@ async fn the_agent_daemonset_follows_the_configs() {
         .delete("agents", &Default::default())
         .await
         .expect("the config can be deleted");
-    let by_name = eventually(
-        "the agent DaemonSet selects the node being cleaned by name",
-        REACTION,
-        async || {
-            let terms = daemonsets
-                .get("rktnetes-agent")
-                .await
-                .map_err(|error| format!("the DaemonSet: {error}"))?
-                .spec
-                .template
-                .spec
-                .and_then(|pod| {
-                    pod.affinity?
-                        .node_affinity?
-                        .required_during_scheduling_ignored_during_execution
-                })
-                .map(|terms| terms.node_selector_terms)
-                .unwrap_or_default();
-            if !terms.is_empty() && terms.iter().all(|t| t.match_fields.is_some()) {
-                Ok(terms)
-            } else {
-                Err(format!("the node selector terms {terms:?}"))
-            }
-        },
-    )
+    eventually("every state is being deleted", REACTION, async || {
+        states(&client)
+            .await
+            .values()
+            .all(|state| state.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
     .await;
     assert_eq!(
-        by_name[0].match_fields.as_ref().expect("a field selector")[0].values,
-        Some(vec![nodes[0].clone()])
+        labelled().await,
+        selected,
+        "releasing nodes keep their agent"
+    );
+    let releasing = daemonsets
+        .get("rktnetes-agent")
+        .await
+        .expect("the agents stay while the nodes release");
+    assert_eq!(
+        releasing.metadata.generation, generation,
+        "the DaemonSet changed while nodes released"
     );
 
     let _agents = SimulatedAgents::start(client.clone(), Duration::ZERO);
     eventually(
-        "the agent DaemonSet goes with the last state",
+        "the labels and the agent DaemonSet go with the last state",
         REACTION,
         async || {
-            matches!(daemonsets.get("rktnetes-agent").await, Err(kube::Error::Api(s)) if s.code == 404)
-                .then_some(())
+            let gone = matches!(daemonsets.get("rktnetes-agent").await, Err(kube::Error::Api(s)) if s.code == 404);
+            (gone && labelled().await.is_empty()).then_some(())
         },
     )
     .await;

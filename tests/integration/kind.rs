@@ -136,7 +136,16 @@ async fn the_chart_runs_on_real_kubelets_and_each_selected_worker_has_its_agent_
         Some(replicas - 1)
     );
 
-    // The agents: exactly one Running and Ready pod on each worker the config selects, none elsewhere.
+    // The agents: exactly one Running and Ready pod on each worker the config selects, none elsewhere, once the
+    // DaemonSet has rolled out (an earlier scenario's `helm upgrade` may have changed the agents' settings).
+    cluster.kubectl_ok(&[
+        "-n",
+        AGENT_NAMESPACE,
+        "rollout",
+        "status",
+        "daemonset/rktnetes-agent",
+        "--timeout=300s",
+    ]);
     let agents = pods(
         cluster,
         AGENT_NAMESPACE,

@@ -20,3 +20,8 @@ app.kubernetes.io/component: controller
 {{- define "rktnetes.agentUser" -}}
 system:serviceaccount:{{ .Values.agent.namespace }}:{{ .Values.agent.serviceAccount }}
 {{- end }}
+
+{{- /* The user name Kubernetes gives the controller's ServiceAccount. */ -}}
+{{- define "rktnetes.controllerUser" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ .Values.controller.serviceAccount }}
+{{- end }}

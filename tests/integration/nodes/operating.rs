@@ -6,7 +6,10 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use rktnetes_operator::api::{RktNodeConfig, RktNodeState};
+use rktnetes_operator::{
+    api::{RktNodeConfig, RktNodeState},
+    controller::agent_placement::AGENT_LABEL,
+};
 use serde_json::{Value, json};
 
 use super::*;
@@ -412,6 +415,84 @@ fn deployment_generation(cluster: &TestCluster) -> i64 {
 }
 
 #[tokio::test]
+async fn the_controllers_token_may_change_only_the_agent_label_of_a_node() {
+    let _serial = serial().lock().await;
+    let (client, _controller) = setup().await;
+    let node = POOL[0];
+    let kubeconfig = chart::service_account_kubeconfig(
+        cluster(),
+        RELEASE_NAMESPACE,
+        "rktnetes-controller",
+        None,
+    )
+    .await;
+    let nodes: Api<Node> = Api::all(client_from(&kubeconfig).await);
+    let params = PatchParams {
+        field_manager: Some("rktnetes-controller".to_owned()),
+        ..PatchParams::default()
+    };
+    let patch = |value: Value| Patch::Merge(json!({"metadata": value}));
+
+    // Allowed: what the controller does. No config selects the node, so the controller takes the label off again.
+    nodes
+        .patch(
+            node,
+            &params,
+            &patch(json!({"labels": {AGENT_LABEL: "rktnetes-agent"}})),
+        )
+        .await
+        .expect("the controller may put the agent label on a node");
+    let admin_nodes: Api<Node> = Api::all(client.clone());
+    eventually(
+        "the controller takes the label off a node that needs no agent",
+        REACTION,
+        async || {
+            let labels = admin_nodes.get(node).await.ok()?.labels().clone();
+            (!labels.contains_key(AGENT_LABEL)).then_some(())
+        },
+    )
+    .await;
+
+    // Refused by the admission policy: another label, an annotation, the spec; by RBAC: delete.
+    for (what, change) in [
+        (
+            "another label",
+            json!({"labels": {"rktnetes.io/pool": "taken"}}),
+        ),
+        (
+            "an annotation",
+            json!({"annotations": {"example.com/note": "x"}}),
+        ),
+    ] {
+        let (code, message) = refused(what, nodes.patch(node, &params, &patch(change)).await);
+        assert_eq!(code, 403, "{what}");
+        assert!(
+            message.contains("may change only the rktnetes.io/agent label"),
+            "{what}: {message}"
+        );
+    }
+    let cordon = Patch::Merge(json!({"spec": {"unschedulable": true}}));
+    let (code, message) = refused("cordoning", nodes.patch(node, &params, &cordon).await);
+    assert_eq!(code, 403);
+    assert!(message.contains("not its annotations or spec"), "{message}");
+    let (code, _) = refused(
+        "deleting a node",
+        nodes.delete(node, &DeleteParams::default()).await,
+    );
+    assert_eq!(code, 403);
+    let labels = admin_nodes
+        .get(node)
+        .await
+        .expect("the node")
+        .labels()
+        .clone();
+    assert_eq!(
+        labels.get("rktnetes.io/pool").map(String::as_str),
+        Some("e2e")
+    );
+}
+
+#[tokio::test]
 async fn uninstalling_in_the_documented_order_leaves_the_nodes_clean_and_keeps_crds_and_user_objects()
  {
     let _serial = serial().lock().await;
@@ -443,6 +524,19 @@ async fn uninstalling_in_the_documented_order_leaves_the_nodes_clean_and_keeps_c
             "{node} still has our file"
         );
     }
+    // And the nodes need no agent any more: the controller takes its label off.
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually("no node carries the agent label", REACTION, async || {
+        let labelled = nodes
+            .list(&ListParams::default().labels(AGENT_LABEL))
+            .await
+            .map_err(|error| error.to_string())?;
+        match labelled.items.len() {
+            0 => Ok(()),
+            count => Err(format!("{count} nodes still labelled")),
+        }
+    })
+    .await;
     drop(controller);
 
     let output = run(helm(cluster).args([
