@@ -145,7 +145,17 @@ mod tests {
             .spawn()
             .expect("sleep runs");
         let pid = Pid(i32::try_from(child.id()).expect("a pid fits"));
-        let found = find(|candidate| candidate.command_line().iter().any(|arg| arg == "3600.25"));
+        // The parent may run again before the kernel has set the new program's arguments (it wakes the parent
+        // early in execve), so an empty command line is read for a moment: look again until it shows.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let found =
+                find(|candidate| candidate.command_line().iter().any(|arg| arg == "3600.25"));
+            if !found.is_empty() || Instant::now() >= deadline {
+                break found;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
         assert_eq!(found, vec![pid]);
         assert_eq!(pid.program().as_deref(), Some("sleep"));
         assert_eq!(
