@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: on a fresh machine it installs what is missing, builds the local control plane from Go
 # modules (cached outside the clone), checks formatting and lints, and runs every test tier with cargo test (the
-# node tier debootstraps its Debian root once, cached, and boots systemd-nspawn machines); then the kind lane
+# node tier debootstraps its Debian root once, cached, and boots systemd-nspawn machines), the scale bench at 200
+# nodes as a gate on the operator's writes (e2e/scale.sh ci); then the kind lane
 # (e2e/kind/run.sh): a kind cluster built and run on this machine, with the chart's pods on its kubelets.
 #
 #   e2e/test.sh              everything
@@ -39,6 +40,12 @@ log "starting the local control plane"
 
 log "cargo test"
 cargo test --locked --no-fail-fast "$@"
+if (($# == 0)); then
+  # The scale bench at 200 nodes, as a gate on the operator's writes (at rest: none; per node for a change: at
+  # most the goal). Figures, not assertions on time.
+  log "the scale bench (200 nodes)"
+  "$E2E_DIR/scale.sh" ci
+fi
 log "local tiers passed in $(($(date +%s) - started))s"
 if (($# == 0)); then
   # The fuzzing campaign, reduced: each target for 15 s (rktnetes-e2e fuzz; the long campaign is in the README).

@@ -9,23 +9,6 @@ use crate::{
     events::Notice,
 };
 
-pub fn applied(spec: &RktNodeStateSpec, changes: &Changes, restarted: bool) -> Notice {
-    let restart = if restarted {
-        format!("; restarted {}", spec.rkt.api_service_unit)
-    } else {
-        String::new()
-    };
-    Notice::normal(
-        "Applied",
-        format!(
-            "Applied {} of RktNodeConfig {} ({}){restart}.",
-            spec.hash,
-            spec.config_name,
-            changes.paths.join(", ")
-        ),
-    )
-}
-
 /// The release of the spec was downloaded, verified and unpacked beside the one the node runs.
 pub fn release_installed(spec: &RktNodeStateSpec, name: &str) -> Notice {
     Notice::normal(

@@ -33,6 +33,10 @@ use crate::{
     rkt::net_d::NetD,
 };
 
+/// An apply that is done within this long is reported once, as done; a slower one (a download, a slow restart)
+/// says `Applying` when this has passed. At 5,000 nodes every status write of a rollout counts.
+pub const ANNOUNCE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long the agent waits before it starts again a service that it could not start.
 const START_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -45,8 +49,13 @@ pub struct Reconciler {
     pub timeouts: Timeouts,
     /// Where the node's own programs run.
     pub host_programs: HostPrograms,
-    /// The spec hash `Applying` was reported for, so it is reported once.
+    /// The spec hash `Applying` was announced for, so it is announced once.
     pub announced: Option<String>,
+    /// The `Applying` status due if the apply under way is not done by then (see [`ANNOUNCE_AFTER`]).
+    pub announcement: Option<report::Announcement>,
+    /// What the last committed change did: its hash, the paths it wrote or removed, whether it restarted the rkt
+    /// API service; reported with the `Applied` status.
+    pub last_commit: Option<(String, Vec<String>, bool)>,
     /// The spec hash that rkt would refuse and why, so the refusal is announced once.
     pub refused: Option<(String, String)>,
     /// When and from which state the agent last started the stopped rkt API service, for the reports.
@@ -180,9 +189,8 @@ impl Reconciler {
                     phase: Some(NodePhase::Applying),
                     ..current.cloned().unwrap_or_default()
                 };
-                if let Err(error) = self.reports.status(current, applying).await {
-                    tracing::warn!(%error, "could not report Applying");
-                }
+                self.settle_announcement().await;
+                self.announcement = Some(self.reports.announce_later(applying, ANNOUNCE_AFTER));
                 self.announced = Some(spec.hash.clone());
                 ApplyProgress::Announced
             }
@@ -246,11 +254,15 @@ impl Reconciler {
                 self.ledger.applied(&spec.hash);
                 self.keep_releases(&spec.rkt);
                 self.save_ledger();
-                if !changes.is_empty() {
-                    self.reports
-                        .event(notices::applied(spec, &changes, restarted))
-                        .await;
-                }
+                // What changed goes into the Applied status, which is written anyway; an Event per node and
+                // change would double what a rollout writes.
+                tracing::info!(
+                    hash = spec.hash,
+                    paths = ?changes.paths,
+                    restarted,
+                    "applied"
+                );
+                self.last_commit = Some((spec.hash.clone(), changes.paths.clone(), restarted));
                 ApplyProgress::Committed
             }
             ApplyStep::RollBack { cause } => {
@@ -544,7 +556,15 @@ impl Reconciler {
         }
     }
 
+    /// Lets a pending `Applying` announcement go: written already, or never (a status follows).
+    async fn settle_announcement(&mut self) {
+        if let Some(announcement) = self.announcement.take() {
+            announcement.settle().await;
+        }
+    }
+
     async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {
+        self.settle_announcement().await;
         let spec = &state.spec;
         let current = state.status.as_ref();
         let (phase, last_error) = checks::phase(spec, outcome, observation);
@@ -559,6 +579,11 @@ impl Reconciler {
             &now,
         );
         let phase_changed = current.and_then(|status| status.phase) != Some(phase);
+        // A change committed for this spec (a new one, or files the spec's own hash now covers) is reported once.
+        let commit = self
+            .last_commit
+            .take()
+            .filter(|(hash, _, _)| phase == NodePhase::Applied && *hash == spec.hash);
         let applied_now = phase == NodePhase::Applied
             && current.and_then(|status| status.applied_hash.as_deref())
                 != Some(spec.hash.as_str());
@@ -574,10 +599,20 @@ impl Reconciler {
             } else {
                 current.and_then(|status| status.last_transition_time.clone())
             },
-            last_applied_time: if applied_now {
+            last_applied_time: if applied_now || commit.is_some() {
                 Some(now.clone())
             } else {
                 current.and_then(|status| status.last_applied_time.clone())
+            },
+            last_applied_paths: match &commit {
+                Some((_, paths, _)) => paths.clone(),
+                None => current
+                    .map(|status| status.last_applied_paths.clone())
+                    .unwrap_or_default(),
+            },
+            last_applied_restarted: match &commit {
+                Some((_, _, restarted)) => Some(*restarted),
+                None => current.and_then(|status| status.last_applied_restarted),
             },
             conditions: conditions.clone(),
         };

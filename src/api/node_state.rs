@@ -214,6 +214,12 @@ pub struct RktNodeStateStatus {
     /// When the agent last applied a spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_time: Option<Time>,
+    /// The host paths the last applied spec wrote or removed (empty when it found them as they should be).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_applied_paths: Vec<String>,
+    /// Whether applying the last spec restarted the rkt API service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_restarted: Option<bool>,
     /// The node's conditions as the agent sees them, mirrored on the Node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

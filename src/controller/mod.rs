@@ -16,6 +16,7 @@ mod metrics;
 pub mod plan;
 pub mod rollout;
 pub mod selection;
+pub mod status_pacing;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -32,13 +33,14 @@ pub use agent_daemonset::{AgentSettings, agent_daemonset};
 pub use apply::FIELD_MANAGER;
 pub use plan::CONFIG_LABEL;
 
-use crate::events::EventPublisher;
+use crate::{events::EventPublisher, memory::Trimmer};
 
 use self::{
     apply::{Writer, daemonset_change},
     caches::Caches,
     http::Health,
     metrics::Metrics,
+    status_pacing::StatusPacing,
 };
 
 /// How long a burst of changes may last before a pass acts on it.
@@ -225,10 +227,31 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     };
     let agent = args.agent_settings();
     let mut retry = FIRST_RETRY;
+    let mut pacing = StatusPacing::default();
+    let mut status_due: Option<tokio::time::Instant> = None;
+    let mut trimmer = Trimmer::default();
     let mut shutdown = std::pin::pin!(crate::shutdown::signal());
     loop {
+        let held_status = async {
+            match status_due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
+        let trim_due = trimmer.due();
+        let trim = async move {
+            match trim_due {
+                Some(due) => tokio::time::sleep_until(due.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = wake.notified() => {}
+            () = held_status => {}
+            () = trim => {
+                trimmer.after_pass(std::time::Instant::now());
+                continue;
+            }
             () = tokio::time::sleep(resync) => {}
             changed = leader.changed() => {
                 if changed.is_err() {
@@ -256,7 +279,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         let started = std::time::Instant::now();
         let snapshot = caches.snapshot();
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let plan = plan::plan(&snapshot, &now);
+        let mut plan = plan::plan(&snapshot, &now);
+        let paced = pacing.pace(
+            std::mem::take(&mut plan.statuses),
+            &snapshot.configs,
+            tokio::time::Instant::now(),
+        );
+        plan.statuses = paced.now;
+        status_due = paced.due;
         let labels =
             agent_placement::label_changes(&snapshot.nodes, &plan.agent_nodes, &agent.name);
         // The nodes are labelled before the DaemonSet that selects the label is written (a later pass, woken by
@@ -273,6 +303,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             )
         };
         let errors = writer.write(plan, &labels, daemonset).await;
+        // The plan, the snapshot and whatever a relist or a release let go are freed by now.
+        trimmer.after_pass(std::time::Instant::now());
         metrics.reconciles.inc();
         metrics
             .reconcile_duration

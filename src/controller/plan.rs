@@ -65,6 +65,16 @@ pub struct PlannedEvent {
     pub notice: Notice,
 }
 
+/// Whether the config that owns `state` (its controller owner reference) is no longer among `config_uids`: the
+/// garbage collector deletes such a state. A state without an owner reference is never left to it.
+fn owner_is_gone(state: &RktNodeState, config_uids: &BTreeSet<&str>) -> bool {
+    state
+        .owner_references()
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .is_some_and(|owner| !config_uids.contains(owner.uid.as_str()))
+}
+
 /// Decides everything for `snapshot` at time `now`.
 pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     let mut plan = Plan::default();
@@ -73,7 +83,14 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
         .iter()
         .map(|state| (state_name(state), state.as_ref()))
         .collect();
-    let configs: Vec<&RktNodeConfig> = snapshot.configs.iter().map(AsRef::as_ref).collect();
+    // A config being deleted (its dependents first, in a foreground deletion) selects nothing any more: its states
+    // are the garbage collector's, and writing them again would fight it.
+    let configs: Vec<&RktNodeConfig> = snapshot
+        .configs
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|config| config.metadata.deletion_timestamp.is_none())
+        .collect();
 
     // Who wins each node.
     let mut won: BTreeMap<String, Vec<&str>> = BTreeMap::new();
@@ -104,15 +121,20 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     }
 
     // A state whose node is gone, or that no config selects, goes; a tied node keeps what it has. Deletion waits
-    // for the node's agent to clean up (the finalizer), so the node keeps its agent meanwhile.
+    // for the node's agent to clean up (the finalizer), so the node keeps its agent meanwhile. A state whose config
+    // is gone is the garbage collector's to delete (its owner reference): one deleter, not two racing.
     let existing: BTreeSet<&str> = snapshot
         .nodes
         .iter()
         .filter_map(|node| node.metadata.name.as_deref())
         .collect();
+    let config_uids: BTreeSet<&str> = configs
+        .iter()
+        .filter_map(|config| config.metadata.uid.as_deref())
+        .collect();
     for (node, state) in &states {
         let terminating = state.metadata.deletion_timestamp.is_some();
-        if !terminating && !keep.contains(node) {
+        if !terminating && !keep.contains(node) && !owner_is_gone(state, &config_uids) {
             plan.delete_states.push((*node).to_owned());
         }
         if (terminating || !keep.contains(node)) && existing.contains(node) {
@@ -186,7 +208,11 @@ fn plan_config(
                 rollout.paused,
                 &progress,
             );
-            start_wave(config, rendering, &wave, states, plan);
+            // The rollout of a rendering begins when no node has been given it yet.
+            let beginning = !progress
+                .iter()
+                .any(|node| node.desired_hash.as_deref() == Some(rendering.hash.as_str()));
+            start_wave(config, rendering, &wave, beginning, states, plan);
             (wave, Ok(rendering.hash.as_str()))
         }
         // Admission refuses what cannot be rendered; a spec that slips through is reported, not applied.
@@ -227,11 +253,13 @@ fn plan_config(
     }
 }
 
-/// Gives the wave's nodes the rendering, with an Event naming them.
+/// Gives the wave's nodes the rendering; the first wave of a rollout with an Event naming its nodes (later waves
+/// show in the config's status and the states: an Event each would cost a write per wave).
 fn start_wave(
     config: &RktNodeConfig,
     rendering: &Rendering,
     wave: &Wave,
+    beginning: bool,
     states: &BTreeMap<&str, &RktNodeState>,
     plan: &mut Plan,
 ) {
@@ -254,13 +282,13 @@ fn start_wave(
         };
         plan.apply_states.push(state);
     }
-    if !wave.start.is_empty() {
+    if beginning && !wave.start.is_empty() {
         plan.events.push(PlannedEvent {
             config: name,
             notice: Notice::normal(
                 "UpdatingNodes",
                 format!(
-                    "Giving rendering {} to {}; {} nodes wait.",
+                    "Rolling out rendering {}: first to {}; {} nodes wait.",
                     rendering.hash,
                     name_some(&wave.start, 5),
                     wave.waiting
@@ -397,6 +425,34 @@ mod tests {
             plan(&snapshot(&configs, &[], &[state]), &now()).delete_states,
             ["n1"]
         );
+    }
+
+    #[test]
+    fn a_state_whose_config_is_gone_is_left_to_the_garbage_collector() {
+        let configs = [config(
+            "c",
+            serde_json::json!({"rollout": {"maxUnavailable": 2}}),
+        )];
+        let nodes = [node("n1", &[]), node("n2", &[])];
+        let first = plan(&snapshot(&configs, &nodes, &[]), &now());
+        let owned = applied_state(&first.apply_states[0]);
+        let mut orphaned = (*applied_state(&first.apply_states[1])).clone();
+        // What the garbage collector leaves after `kubectl delete --cascade=orphan`.
+        orphaned.metadata.owner_references = None;
+        let gone = plan(&snapshot(&[], &nodes, &[owned, Arc::new(orphaned)]), &now());
+        assert_eq!(gone.delete_states, ["n2"]);
+        // Both nodes keep their agent until the states are gone.
+        assert_eq!(gone.releasing_nodes, ["n1", "n2"]);
+        // A foreground deletion: the config stays, being deleted, until the collector has deleted its states.
+        let mut terminating = (*configs[0]).clone();
+        terminating.metadata.deletion_timestamp = Some(now());
+        let owned = applied_state(&first.apply_states[0]);
+        let going = plan(
+            &snapshot(&[Arc::new(terminating)], &nodes, &[owned]),
+            &now(),
+        );
+        assert!(going.delete_states.is_empty() && going.apply_states.is_empty());
+        assert_eq!(going.releasing_nodes, ["n1"]);
     }
 
     #[test]

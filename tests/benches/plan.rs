@@ -253,6 +253,8 @@ fn applied(mut state: RktNodeState, index: usize) -> Arc<RktNodeState> {
         last_error: None,
         last_transition_time: Some(now.clone()),
         last_applied_time: Some(now.clone()),
+        last_applied_paths: state.spec.files.iter().map(|f| f.path.clone()).collect(),
+        last_applied_restarted: Some(true),
         conditions: vec![
             condition(
                 "RktNetworkReady",

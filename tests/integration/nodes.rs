@@ -785,7 +785,20 @@ async fn the_agent_writes_a_missing_rkt_api_service_unit_and_leaves_a_hand_writt
         (conditions.get("RktAPIServiceReady")?.0 == "True").then_some(())
     })
     .await;
-    node_event(&client, missing, "Applied", UNIT_FILE).await;
+    eventually(
+        "its state names the unit among what it wrote",
+        REACTION,
+        async || {
+            let state = states(&client).await.remove(missing)?;
+            let status = state.status?;
+            status
+                .last_applied_paths
+                .iter()
+                .any(|path| path == UNIT_FILE)
+                .then_some(())
+        },
+    )
+    .await;
 
     // An edit of the agent's unit is drift: put back.
     node_ok(missing, &format!("echo '# edited' >> {UNIT_FILE}"));

@@ -6,7 +6,8 @@
 //! machines as Node objects, minting ServiceAccount tokens (bound to a Node, as a pod's projected token is),
 //! writing the kubeconfigs that carry them, and starting the machines' agents with them. The chart as the runs
 //! install it ([`chart`]), the kind lane's orchestration ([`kind_lane`], `rktnetes-e2e kind`), the fuzzing
-//! campaign ([`fuzz`]), and rkt release archives made from the stand-in ([`releases`]).
+//! campaign ([`fuzz`]), rkt release archives made from the stand-in ([`releases`]), and the scale bench
+//! ([`scale`]).
 
 pub mod chart;
 pub mod control_plane;
@@ -19,6 +20,7 @@ pub mod output;
 pub mod owned_dir;
 pub mod processes;
 pub mod releases;
+pub mod scale;
 pub mod service_accounts;
 pub mod settings;
 

@@ -14,6 +14,7 @@ use rktnetes_e2e::{
     kubeconfig::{self, ClusterEndpoint},
     log,
     machines::{MAX_MACHINES, Machines},
+    scale::{self, ScaleArgs},
     service_accounts::{ServiceAccountRef, token},
     settings::Settings,
 };
@@ -57,6 +58,17 @@ enum Command {
     /// The kind lane (e2e/kind/run.sh): a kind cluster built here with the chart's pods on its kubelets, and the
     /// node suite against it. `kind [ci] | up [-- TEST_ARGS...] | setup | test [-- TEST_ARGS...] | env | down`.
     Kind(KindArgs),
+    /// The scale bench (e2e/scale.sh): 1,000 to 20,000 cloud-shaped Node objects on the local control plane, the
+    /// controller as a process, simulated agents; prints the figures beside the goals.
+    Scale(ScaleArgs),
+    /// The scale bench's simulated agents, one process for all (started by `scale`).
+    #[command(hide = true)]
+    ScaleAgents {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long)]
+        apply_delay_ms: u64,
+    },
     #[command(flatten)]
     Api(ApiCommand),
 }
@@ -217,6 +229,17 @@ fn main() -> ExitCode {
             runs,
             targets,
         } => fuzz_campaign(seconds, runs, targets),
+        Command::Scale(args) => Settings::from_env()
+            .and_then(|settings| {
+                let runtime =
+                    tokio::runtime::Runtime::new().context("starting the async runtime")?;
+                runtime.block_on(scale::run(&args, &settings))
+            })
+            .map(|()| ExitCode::SUCCESS),
+        Command::ScaleAgents {
+            nodes,
+            apply_delay_ms,
+        } => scale_agents(nodes, apply_delay_ms).map(|()| ExitCode::SUCCESS),
         Command::Api(command) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")
             .and_then(|runtime| runtime.block_on(api(command, cli.kubeconfig)))
@@ -226,6 +249,22 @@ fn main() -> ExitCode {
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
         ExitCode::FAILURE
+    })
+}
+
+/// The simulated agents, with the kubeconfig of `$KUBECONFIG` (the agents' ServiceAccount).
+fn scale_agents(nodes: usize, apply_delay_ms: u64) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("the agents' kubeconfig")?;
+        scale::agents::run(
+            client,
+            nodes,
+            std::time::Duration::from_millis(apply_delay_ms),
+        )
+        .await
     })
 }
 

@@ -123,6 +123,12 @@ impl Component {
                 ("--service-cluster-ip-range", super::SERVICE_CIDR.into()),
                 ("--allow-privileged", "true".into()),
                 ("--profiling", "false".into()),
+                ("--audit-policy-file", state("audit-policy.yaml")),
+                ("--audit-log-path", plane.audit_log().into_os_string()),
+                ("--audit-log-format", "json".into()),
+                // One file, never rotated under a reader: a scale run writes some hundreds of MB at most.
+                ("--audit-log-maxsize", "4096".into()),
+                ("--audit-log-mode", "batch".into()),
             ],
             Self::KubeControllerManager => vec![
                 ("--kubeconfig", state("controller-manager.kubeconfig")),

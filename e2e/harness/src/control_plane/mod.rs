@@ -57,6 +57,25 @@ const API_DNS_NAMES: [&str; 5] = [
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 ];
+/// What the API server's audit log records: every write, at the Metadata level (who, what, which verb, the
+/// response code), so that a test or the scale bench can count the writes each client made. Reads are not
+/// recorded, nor is anything the scale bench's simulated kubelets do (their node Leases and Node status every few
+/// seconds would outweigh everything else).
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: None
+    users: ["rktnetes-bench:kubelets"]
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"#;
+
+/// The user of the scale bench's simulated kubelets (a client certificate, `bench-kubelets.crt`, in
+/// `system:masters`), whose requests the audit log leaves out.
+pub const BENCH_KUBELETS_USER: &str = "rktnetes-bench:kubelets";
+
 /// Marks a directory as a control plane's state, so a mistyped `RKTNETES_CLUSTER_DIR` can never make `down`
 /// delete something else.
 const MARKER: &str = ".rktnetes-cluster";
@@ -146,6 +165,22 @@ impl ControlPlane {
         )
     }
 
+    /// The API server's audit log: one JSON line per completed write (create, update, patch, delete), naming the
+    /// user, the resource and the verb, except the simulated kubelets' heartbeats (see [`AUDIT_POLICY`]).
+    pub fn audit_log(&self) -> PathBuf {
+        self.logs().join("audit.log")
+    }
+
+    /// A kubeconfig for the scale bench's simulated kubelets ([`BENCH_KUBELETS_USER`]).
+    pub fn bench_kubelets_kubeconfig(&self) -> PathBuf {
+        self.state.join("bench-kubelets.kubeconfig")
+    }
+
+    /// The running API server, if there is one.
+    pub fn apiserver(&self) -> Option<Pid> {
+        self.running(Component::KubeApiserver).first().copied()
+    }
+
     /// Where the control plane's binaries, kubectl and helm are.
     pub fn tools_bin(&self) -> &Path {
         &self.tools_bin
@@ -163,7 +198,7 @@ impl ControlPlane {
     fn fingerprint(&self) -> String {
         let ips: Vec<String> = self.san_ips.iter().map(IpAddr::to_string).collect();
         format!(
-            "tools={} ports={},{},{},{} bind={} advertise={} sans={}",
+            "tools={} ports={},{},{},{} bind={} advertise={} sans={} audit=writes",
             self.tools_bin.display(),
             self.ports.etcd_client,
             self.ports.etcd_peer,
@@ -227,6 +262,12 @@ impl ControlPlane {
             "controller-manager",
             "system:kube-controller-manager",
         )?;
+        self.write_kubeconfig(
+            &self.bench_kubelets_kubeconfig(),
+            "bench-kubelets",
+            BENCH_KUBELETS_USER,
+        )?;
+        fs::write(self.state.join("audit-policy.yaml"), AUDIT_POLICY)?;
         fs::write(self.state.join("config"), self.fingerprint())?;
         for component in COMPONENTS {
             log(format!("starting {}", component.program()));

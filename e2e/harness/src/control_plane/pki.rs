@@ -78,6 +78,11 @@ impl Pki {
             ..subject("admin", &client, vec![])
         };
         self.leaf(&ca, "admin", admin)?;
+        let bench_kubelets = Subject {
+            organization: Some("system:masters"),
+            ..subject(super::BENCH_KUBELETS_USER, &client, vec![])
+        };
+        self.leaf(&ca, "bench-kubelets", bench_kubelets)?;
         let manager = subject("system:kube-controller-manager", &client, vec![]);
         self.leaf(&ca, "controller-manager", manager)?;
         // Without the front proxy's CA the controller manager's delegated authentication complains, forever, that
