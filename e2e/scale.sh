@@ -7,8 +7,8 @@
 #
 #   e2e/scale.sh                          1,000, 5,000 and 20,000 nodes, ten minutes at rest each
 #   e2e/scale.sh --nodes 1000 --rest-seconds 60
-#   e2e/scale.sh ci                       200 nodes, a minute at rest; fails if the operator writes at rest or
-#                                         more than the goal per node for a change (CI runs this)
+#   e2e/scale.sh ci                       200 nodes, a minute at rest; fails if the operator writes at rest
+#                                         (CI runs this)
 #
 # Other options: rktnetes-e2e scale --help.
 set -euo pipefail

@@ -147,7 +147,6 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
         },
         host_programs,
         announced: None,
-        announcement: None,
         last_commit: None,
         refused: None,
         started: None,

@@ -33,10 +33,6 @@ use crate::{
     rkt::net_d::NetD,
 };
 
-/// An apply that is done within this long is reported once, as done; a slower one (a download, a slow restart)
-/// says `Applying` when this has passed. At 5,000 nodes every status write of a rollout counts.
-pub const ANNOUNCE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// How long the agent waits before it starts again a service that it could not start.
 const START_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -51,8 +47,6 @@ pub struct Reconciler {
     pub host_programs: HostPrograms,
     /// The spec hash `Applying` was announced for, so it is announced once.
     pub announced: Option<String>,
-    /// The `Applying` status due if the apply under way is not done by then (see [`ANNOUNCE_AFTER`]).
-    pub announcement: Option<report::Announcement>,
     /// What the last committed change did: its hash, the paths it wrote or removed, whether it restarted the rkt
     /// API service; reported with the `Applied` status.
     pub last_commit: Option<(String, Vec<String>, bool)>,
@@ -189,8 +183,9 @@ impl Reconciler {
                     phase: Some(NodePhase::Applying),
                     ..current.cloned().unwrap_or_default()
                 };
-                self.settle_announcement().await;
-                self.announcement = Some(self.reports.announce_later(applying, ANNOUNCE_AFTER));
+                if let Err(error) = self.reports.status(current, applying).await {
+                    tracing::warn!(%error, "could not report Applying");
+                }
                 self.announced = Some(spec.hash.clone());
                 ApplyProgress::Announced
             }
@@ -556,15 +551,7 @@ impl Reconciler {
         }
     }
 
-    /// Lets a pending `Applying` announcement go: written already, or never (a status follows).
-    async fn settle_announcement(&mut self) {
-        if let Some(announcement) = self.announcement.take() {
-            announcement.settle().await;
-        }
-    }
-
     async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {
-        self.settle_announcement().await;
         let spec = &state.spec;
         let current = state.status.as_ref();
         let (phase, last_error) = checks::phase(spec, outcome, observation);

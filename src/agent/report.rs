@@ -11,8 +11,6 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::json;
-use std::{sync::Arc, time::Duration};
-use tokio::sync::Mutex;
 
 use crate::{
     api::{RktNodeState, RktNodeStateStatus, node_state::Release},
@@ -81,32 +79,6 @@ impl Reports {
         Ok(())
     }
 
-    /// Writes `status` after `after`, unless [`Announcement::settle`] comes first: a status that only says the
-    /// agent is at work is worth a write when the work takes a while.
-    pub fn announce_later(&self, status: RktNodeStateStatus, after: Duration) -> Announcement {
-        let settled = Arc::new(Mutex::new(false));
-        let task = tokio::spawn({
-            let (states, node, settled) = (self.states.clone(), self.node.clone(), settled.clone());
-            async move {
-                tokio::time::sleep(after).await;
-                // Held while writing: a status written after it waits until this one is in.
-                let settled = settled.lock().await;
-                if *settled {
-                    return;
-                }
-                let patch = json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState", "status": status});
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                if let Err(error) = states
-                    .patch_status(&node, &params, &Patch::Apply(&patch))
-                    .await
-                {
-                    tracing::warn!(%error, "could not report Applying");
-                }
-            }
-        });
-        Announcement { settled, task }
-    }
-
     /// Writes the agent's conditions on the Node when they changed since the last write. An empty list takes them
     /// away (server-side apply drops what this manager no longer applies).
     pub async fn node_conditions(&mut self, conditions: &[Condition]) -> Result<(), kube::Error> {
@@ -149,21 +121,6 @@ impl Reports {
         if let Err(error) = self.events.publish(&reference, notice).await {
             tracing::warn!(%error, reason, "could not record an Event");
         }
-    }
-}
-
-/// An `Applying` status that will be written unless settled first.
-pub struct Announcement {
-    settled: Arc<Mutex<bool>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Announcement {
-    /// From here on it is never written; if it is being written, returns once that write is done, so that the
-    /// status written next lands after it.
-    pub async fn settle(self) {
-        *self.settled.lock().await = true;
-        self.task.abort();
     }
 }
 

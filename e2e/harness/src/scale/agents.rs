@@ -1,8 +1,7 @@
 //! Simulated agents, one process for all of them (`rktnetes-e2e scale agents`): each watches its own node's
 //! RktNodeState with a field selector, as the real agent does (one watch, one connection each), and answers a new
-//! spec with the writes the real agent makes for a change (src/agent/reconciler.rs): after the apply delay its
-//! status `Applied` with the hash, preceded by `Applying` only when the apply takes longer than the agent's
-//! announcement delay (5 s), and its conditions on the Node the first time. A state being deleted gets the real
+//! spec with the writes the real agent makes for a change (src/agent/reconciler.rs): its status `Applying`, after
+//! the apply delay `Applied` with the hash, and its conditions on the Node the first time. A state being deleted gets the real
 //! agent's clean-up writes: the conditions taken off the Node, a `FilesRemoved` Event, and the cleanup finalizer
 //! removed.
 
@@ -37,8 +36,6 @@ use super::cloud_nodes;
 /// The agent's field manager and its cleanup finalizer, as the real agent names them.
 const FIELD_MANAGER: &str = "rktnetes-agent";
 const CLEANUP_FINALIZER: &str = "rktnetes.io/agent-cleanup";
-/// The real agent's `ANNOUNCE_AFTER`: an apply done within it is reported once.
-const ANNOUNCE_AFTER: Duration = Duration::from_secs(5);
 /// The namespace Events about cluster-scoped objects go to.
 const EVENT_NAMESPACE: &str = "default";
 
@@ -135,14 +132,9 @@ impl Agent {
             return;
         }
         self.announced = Some(hash.clone());
-        if self.apply_delay > ANNOUNCE_AFTER {
-            tokio::time::sleep(ANNOUNCE_AFTER).await;
-            let applying = json!({"phase": "Applying", "appliedHash": applied});
-            self.status(applying).await;
-            tokio::time::sleep(self.apply_delay - ANNOUNCE_AFTER).await;
-        } else {
-            tokio::time::sleep(self.apply_delay).await;
-        }
+        let applying = json!({"phase": "Applying", "appliedHash": applied});
+        self.status(applying).await;
+        tokio::time::sleep(self.apply_delay).await;
         let done = json!({"phase": "Applied", "appliedHash": hash, "apiServiceHealthy": true});
         self.status(done).await;
         if !self.conditions_written {

@@ -3,8 +3,8 @@
 //! and heart-beat like kubelets; the three example configs select them; the controller runs as a process (the
 //! release build, the chart's settings); the agents are simulated in one process, one watch each. Every figure
 //! comes from the processes themselves (`/proc`) or from the API server (its audit log, its metrics); the table
-//! puts the goals beside them. A benchmark, not a test: nothing here is timed against a limit, except `--gate`,
-//! which fails on writes (counts, not times).
+//! puts the goals beside them. A benchmark, not a test: nothing here is timed against a limit; `--gate` fails on
+//! writes at rest (counts, not times).
 
 pub mod agents;
 mod audit;
@@ -79,7 +79,7 @@ pub struct ScaleArgs {
     /// How often each node posts its status, in seconds.
     #[arg(long, default_value_t = 300)]
     pub status_seconds: u64,
-    /// Fails when the operator writes anything at rest or more than the goal per node for a change.
+    /// Fails when the operator writes anything at rest (but its leader Lease).
     #[arg(long)]
     pub gate: bool,
     /// Where the logs and the table go.
