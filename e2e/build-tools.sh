@@ -3,7 +3,8 @@
 # cache outside the clone (keyed by those versions). Does nothing for a set that is already built.
 #
 #   e2e/build-tools.sh           the local control plane: kube-apiserver, kube-controller-manager, kubectl, etcd,
-#                                helm (into $TOOLS_BIN)
+#                                helm (into $TOOLS_BIN); promtool, for the chart's alerts (into
+#                                $MONITORING_TOOLS_BIN)
 #   e2e/build-tools.sh kind      also what the kind lane's images are made of (into $KIND_TOOLS_BIN): kind; kubelet,
 #                                kubeadm, kube-scheduler, kube-proxy; containerd, ctr and its runc shim; crictl;
 #                                CoreDNS and pause at the versions this Kubernetes' kubeadm deploys
@@ -149,6 +150,13 @@ build_control_plane() {
   log "tools ready in $TOOLS_BIN"
 }
 
+# promtool, kept apart from the control plane's set: its version moves on its own.
+build_promtool() {
+  [[ -x "$MONITORING_TOOLS_BIN/promtool" ]] && return 0
+  mkdir -p "$MONITORING_TOOLS_BIN"
+  go_install "$MONITORING_TOOLS_BIN" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+}
+
 build_kind_lane() {
   local stamp="$KIND_TOOLS_DIR/.complete" coredns
   [[ -f $stamp ]] && return 0
@@ -179,6 +187,7 @@ build_kind_lane() {
 }
 
 build_control_plane
+build_promtool
 [[ $set_name == kind ]] && build_kind_lane
 if [[ -f "$TOOLS_DIR/.complete" && -f "$KIND_TOOLS_DIR/.complete" && -d $GOCACHE ]]; then
   log "both tool sets are built: removing Go's build cache for them ($(du -sh "$GOCACHE" | cut -f1))"

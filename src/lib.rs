@@ -14,6 +14,8 @@ pub mod events;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod memory;
+#[cfg(test)]
+mod monitoring;
 pub mod render;
 pub mod rkt;
 pub mod shutdown;

@@ -13,6 +13,7 @@ TOOLS_BIN="$TOOLS_DIR/bin"
 # The kind lane's own tools (e2e/build-tools.sh kind): what its node image is made of, and kind.
 KIND_TOOLS_DIR="$RKTNETES_CACHE/tools/kind-$KIND_VERSION-kubernetes-$KUBERNETES_VERSION-containerd-$CONTAINERD_VERSION-crictl-$CRI_TOOLS_VERSION"
 KIND_TOOLS_BIN="$KIND_TOOLS_DIR/bin"
+MONITORING_TOOLS_BIN="$RKTNETES_CACHE/tools/prometheus-$PROMETHEUS_VERSION/bin"
 
 # Test nodes (e2e/nodes.sh, the harness's e2e/harness/src/machines/): systemd-nspawn machines behind a host bridge,
 # each in a network namespace of its own. One /24: the host is .1 on the bridge, node i is .(10+i).

@@ -15,6 +15,7 @@ mod host_files;
 mod host_namespace;
 mod install;
 pub(crate) mod ledger;
+pub(crate) mod metrics;
 mod network_probe;
 mod notices;
 mod own_state;
@@ -37,7 +38,7 @@ use kube::{
 };
 use tracing::Instrument;
 
-pub use self::atomic_file::FileError;
+pub use self::{atomic_file::FileError, reconciler::ANNOUNCE_AFTER};
 use self::{
     drift::DriftWatch,
     host_files::Host,
@@ -92,6 +93,12 @@ pub struct AgentArgs {
     /// each install.
     #[arg(long, env = "RKTNETES_RELEASE_KEYS_FILE")]
     pub release_keys_file: Option<PathBuf>,
+    /// The port to serve Prometheus metrics on at `/metrics`; not served unless given.
+    #[arg(long, env = "RKTNETES_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// The address to serve metrics on (the chart gives the node's IP).
+    #[arg(long, env = "RKTNETES_METRICS_IP", default_value = "127.0.0.1")]
+    pub metrics_ip: std::net::IpAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +119,12 @@ pub enum AgentError {
     Drift(#[source] std::io::Error),
     #[error(transparent)]
     HostNamespace(#[from] HostNamespaceError),
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C. Every line it logs names its node (`agent{node=...}`), so that the
@@ -123,6 +136,20 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
 
 async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
     let client = client(args.kubeconfig.as_deref()).await?;
+    if let Some(port) = args.metrics_port {
+        let address = std::net::SocketAddr::new(args.metrics_ip, port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| AgentError::Metrics { address, source })?;
+        tokio::spawn(
+            async move {
+                if let Err(error) = metrics::serve(listener).await {
+                    tracing::error!(%error, "serving metrics failed");
+                }
+            }
+            .in_current_span(),
+        );
+    }
     let host = Host {
         root: args.host_root.clone(),
     };
@@ -147,6 +174,7 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
         },
         host_programs,
         announced: None,
+        announcement: None,
         last_commit: None,
         refused: None,
         started: None,
@@ -180,7 +208,11 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
                 Some(Ok(StateEvent::Present(state))) => { desired = Some(*state); synced = true; }
                 Some(Ok(StateEvent::Gone)) => { desired = None; synced = true; }
                 Some(Ok(StateEvent::Synced)) => synced = true,
-                Some(Err(error)) => { tracing::warn!(%error, "watching the RktNodeState failed; retrying"); continue; }
+                Some(Err(error)) => {
+                    metrics::METRICS.watch_restarts.inc();
+                    tracing::warn!(%error, "watching the RktNodeState failed; retrying");
+                    continue;
+                }
                 None => break,
             },
             changed = drift.changed() => if let Err(error) = changed {

@@ -28,11 +28,16 @@ where
         self,
     ) -> impl futures::Stream<Item = Result<StateEvent, watcher::Error>> {
         let mut seen_in_list = false;
+        let mut listed = false;
         self.filter_map(move |event| {
             let mapped = match event {
                 Ok(watcher::Event::Apply(state)) => Some(Ok(StateEvent::Present(Box::new(state)))),
                 Ok(watcher::Event::Delete(_)) => Some(Ok(StateEvent::Gone)),
                 Ok(watcher::Event::Init) => {
+                    if listed {
+                        super::metrics::METRICS.watch_restarts.inc();
+                    }
+                    listed = true;
                     seen_in_list = false;
                     None
                 }

@@ -12,6 +12,7 @@ use super::{
     host_namespace::HostPrograms,
     install,
     ledger::{Ledger, LedgerFile, NetworkProof},
+    metrics::{METRICS, RestartResult},
     network_probe::{self, ProbeError},
     notices,
     release_change::runs_the_version,
@@ -33,6 +34,10 @@ use crate::{
     rkt::net_d::NetD,
 };
 
+/// An apply that is done within this long is reported once, as done; a slower one (a download, a slow restart)
+/// says `Applying` when this has passed. At 5,000 nodes every status write of a rollout counts.
+pub const ANNOUNCE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long the agent waits before it starts again a service that it could not start.
 const START_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -47,6 +52,8 @@ pub struct Reconciler {
     pub host_programs: HostPrograms,
     /// The spec hash `Applying` was announced for, so it is announced once.
     pub announced: Option<String>,
+    /// The `Applying` status due if the apply under way is not done by then (see [`ANNOUNCE_AFTER`]).
+    pub announcement: Option<report::Announcement>,
     /// What the last committed change did: its hash, the paths it wrote or removed, whether it restarted the rkt
     /// API service; reported with the `Applied` status.
     pub last_commit: Option<(String, Vec<String>, bool)>,
@@ -159,6 +166,9 @@ impl Reconciler {
         match step {
             ApplyStep::Repair(paths) => {
                 let result = self.host.repair(&self.ledger, &paths);
+                if result.is_ok() {
+                    METRICS.drift_repairs.inc_by(paths.len() as u64);
+                }
                 let notice = notices::drift_repaired(&paths, &result);
                 tracing::warn!(note = notice.note, "drift");
                 self.reports.event(notice).await;
@@ -181,11 +191,12 @@ impl Reconciler {
                 let current = state.status.as_ref();
                 let applying = RktNodeStateStatus {
                     phase: Some(NodePhase::Applying),
+                    observed_hash: Some(spec.hash.clone()),
+                    last_transition_time: Some(report::now()),
                     ..current.cloned().unwrap_or_default()
                 };
-                if let Err(error) = self.reports.status(current, applying).await {
-                    tracing::warn!(%error, "could not report Applying");
-                }
+                self.settle_announcement().await;
+                self.announcement = Some(self.reports.announce_later(applying, ANNOUNCE_AFTER));
                 self.announced = Some(spec.hash.clone());
                 ApplyProgress::Announced
             }
@@ -258,10 +269,12 @@ impl Reconciler {
                     "applied"
                 );
                 self.last_commit = Some((spec.hash.clone(), changes.paths.clone(), restarted));
+                METRICS.applies.inc();
                 ApplyProgress::Committed
             }
             ApplyStep::RollBack { cause } => {
                 tracing::warn!(cause, hash = spec.hash, "rolling back");
+                METRICS.rollbacks.inc();
                 // The files change again: a service that systemd starts from here on (it may restart a failing one
                 // by itself) may run on restored files, so an agent that stops during the rollback must not take
                 // it for the change's restart.
@@ -413,7 +426,13 @@ impl Reconciler {
         rkt: &RktServiceSpec,
         unit: UnitChange,
     ) -> Result<String, RestartError> {
-        rkt_service::restart(self.systemd.as_ref(), rkt, self.timeouts, unit).await
+        let result = rkt_service::restart(self.systemd.as_ref(), rkt, self.timeouts, unit).await;
+        METRICS.restarted(if result.is_ok() {
+            RestartResult::Healthy
+        } else {
+            RestartResult::Failed
+        });
+        result
     }
 
     /// What `changes` did to the rkt API service's unit file.
@@ -551,7 +570,16 @@ impl Reconciler {
         }
     }
 
+    /// Lets a pending `Applying` announcement go: written already, or never (a status follows). The status it
+    /// wrote, if it did: the watch's copy of the status is older than it.
+    async fn settle_announcement(&mut self) -> Option<RktNodeStateStatus> {
+        let written = self.announcement.take()?.settle().await?;
+        self.reports.note_written(written.clone());
+        Some(written)
+    }
+
     async fn report(&mut self, state: &RktNodeState, outcome: &Outcome, observation: &Observation) {
+        let announced = self.settle_announcement().await;
         let spec = &state.spec;
         let current = state.status.as_ref();
         let (phase, last_error) = checks::phase(spec, outcome, observation);
@@ -565,7 +593,10 @@ impl Reconciler {
             None,
             &now,
         );
-        let phase_changed = current.and_then(|status| status.phase) != Some(phase);
+        // A phase reported on another spec is another phase, even when its name is the same.
+        let phase_changed = current.and_then(|status| status.phase) != Some(phase)
+            || current.and_then(|status| status.observed_hash.as_deref())
+                != Some(spec.hash.as_str());
         // A change committed for this spec (a new one, or files the spec's own hash now covers) is reported once.
         let commit = self
             .last_commit
@@ -576,6 +607,7 @@ impl Reconciler {
                 != Some(spec.hash.as_str());
         let status = RktNodeStateStatus {
             phase: Some(phase),
+            observed_hash: Some(spec.hash.clone()),
             applied_hash: self.ledger.applied_hash.clone(),
             observed_rkt_version: observation.rkt_version.clone().ok(),
             observed_systemd_version: observation.systemd_version.clone(),
@@ -603,7 +635,11 @@ impl Reconciler {
             },
             conditions: conditions.clone(),
         };
-        if let Err(error) = self.reports.status(current, status).await {
+        if let Err(error) = self
+            .reports
+            .status(announced.as_ref().or(current), status)
+            .await
+        {
             tracing::warn!(%error, "could not write the RktNodeState status");
         }
         if let Err(error) = self.reports.node_conditions(&conditions).await {

@@ -11,6 +11,8 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::json;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Mutex;
 
 use crate::{
     api::{RktNodeState, RktNodeStateStatus, node_state::Release},
@@ -79,6 +81,43 @@ impl Reports {
         Ok(())
     }
 
+    /// Writes `status` after `after`, unless [`Announcement::settle`] comes first: a status that only says the
+    /// agent is at work is worth a write when the work takes a while.
+    pub fn announce_later(&self, status: RktNodeStateStatus, after: Duration) -> Announcement {
+        let progress = Arc::new(Mutex::new(AnnouncementProgress::Due));
+        let task = tokio::spawn({
+            let (states, node, progress) =
+                (self.states.clone(), self.node.clone(), progress.clone());
+            let patch = json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState", "status": status});
+            async move {
+                tokio::time::sleep(after).await;
+                // Held while writing: a status written after it waits until this one is in.
+                let mut progress = progress.lock().await;
+                if *progress != AnnouncementProgress::Due {
+                    return;
+                }
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                match states
+                    .patch_status(&node, &params, &Patch::Apply(&patch))
+                    .await
+                {
+                    Ok(_) => *progress = AnnouncementProgress::Written,
+                    Err(error) => tracing::warn!(%error, "could not report Applying"),
+                }
+            }
+        });
+        Announcement {
+            progress,
+            status,
+            task,
+        }
+    }
+
+    /// Records `status` as the last one written (by an [`Announcement`]): the next status is compared with it.
+    pub fn note_written(&mut self, status: RktNodeStateStatus) {
+        self.last_status = Some(status);
+    }
+
     /// Writes the agent's conditions on the Node when they changed since the last write. An empty list takes them
     /// away (server-side apply drops what this manager no longer applies).
     pub async fn node_conditions(&mut self, conditions: &[Condition]) -> Result<(), kube::Error> {
@@ -121,6 +160,32 @@ impl Reports {
         if let Err(error) = self.events.publish(&reference, notice).await {
             tracing::warn!(%error, reason, "could not record an Event");
         }
+    }
+}
+
+/// An `Applying` status that will be written unless settled first.
+pub struct Announcement {
+    progress: Arc<Mutex<AnnouncementProgress>>,
+    status: RktNodeStateStatus,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AnnouncementProgress {
+    Due,
+    Written,
+    Settled,
+}
+
+impl Announcement {
+    /// From here on it is never written; if it is being written, returns once that write is done, so that the
+    /// status written next lands after it. The status it wrote, if it did.
+    pub async fn settle(self) -> Option<RktNodeStateStatus> {
+        let mut progress = self.progress.lock().await;
+        let written = *progress == AnnouncementProgress::Written;
+        *progress = AnnouncementProgress::Settled;
+        self.task.abort();
+        written.then_some(self.status)
     }
 }
 

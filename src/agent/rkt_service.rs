@@ -143,6 +143,15 @@ async fn reload(
 /// answers within milliseconds, so the first polls come quickly (50 ms, then twice as long each time, at most
 /// every 500 ms).
 pub async fn wait_for_get_info(endpoint: &str, timeout: Duration) -> Result<String, HealthError> {
+    let started = std::time::Instant::now();
+    let result = poll_get_info(endpoint, timeout).await;
+    super::metrics::METRICS
+        .health_check_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn poll_get_info(endpoint: &str, timeout: Duration) -> Result<String, HealthError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = Duration::from_millis(50);
     loop {

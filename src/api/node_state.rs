@@ -186,6 +186,19 @@ pub enum NodePhase {
     RolledBack,
 }
 
+impl RktNodeState {
+    /// The phase its agent reports for the current spec: `Pending` while the status still reports on an earlier
+    /// spec (`status.observedHash` is not `spec.hash`), `None` before the agent reports. A status without
+    /// `observedHash` (an agent from before it) is taken as it stands.
+    pub fn current_phase(&self) -> Option<NodePhase> {
+        let status = self.status.as_ref()?;
+        match &status.observed_hash {
+            Some(observed) if *observed != self.spec.hash => Some(NodePhase::Pending),
+            _ => status.phase,
+        }
+    }
+}
+
 /// What the node's agent observed. Written by that node's agent only.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -193,6 +206,10 @@ pub struct RktNodeStateStatus {
     /// Where the node is in applying `spec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<NodePhase>,
+    /// The `spec.hash` that `phase`, `lastError` and `conditions` report on. When it is not the spec's hash, the
+    /// agent has not acted on the current spec yet, whatever `phase` says (see [`RktNodeState::current_phase`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_hash: Option<String>,
     /// The `spec.hash` whose files are on the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_hash: Option<String>,

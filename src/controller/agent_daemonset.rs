@@ -9,9 +9,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet},
         core::v1::{
-            ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
-            KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec, ResourceRequirements,
-            SecurityContext, Toleration, Volume, VolumeMount,
+            ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+            HostPathVolumeSource, KeyToPath, ObjectFieldSelector, PodSpec, PodTemplateSpec,
+            ResourceRequirements, SecurityContext, Toleration, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -50,6 +50,8 @@ pub struct AgentSettings {
     /// A ConfigMap in the agent's namespace whose `keys.asc` holds the armored OpenPGP keys that may sign rkt
     /// releases.
     pub release_keys_config_map: Option<String>,
+    /// The port on the node's IP where the agent serves its metrics, if it does.
+    pub metrics_port: Option<u16>,
 }
 
 /// A file the agent reads from a ConfigMap of the chart's: its volume name, key, directory in the container, and
@@ -139,29 +141,34 @@ pub fn agent_daemonset(settings: &AgentSettings) -> DaemonSet {
     if let Some(config_map) = &settings.release_keys_config_map {
         RELEASE_KEYS.mount(config_map, &mut volumes, &mut mounts, &mut args);
     }
+    let mut env = vec![
+        field_env("NODE_NAME", "spec.nodeName"),
+        EnvVar {
+            name: "RUST_LOG".to_owned(),
+            value: Some(settings.log_level.clone()),
+            ..EnvVar::default()
+        },
+    ];
+    let mut ports = None;
+    if let Some(port) = settings.metrics_port {
+        // The agent shares the node's network: its metrics are on the node's own address.
+        env.push(field_env("HOST_IP", "status.hostIP"));
+        args.push(format!("--metrics-port={port}"));
+        args.push("--metrics-ip=$(HOST_IP)".to_owned());
+        ports = Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: port.into(),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]);
+    }
     let container = Container {
         name: "agent".to_owned(),
         image: Some(settings.image.clone()),
         image_pull_policy: settings.image_pull_policy.clone(),
         args: Some(args),
-        env: Some(vec![
-            EnvVar {
-                name: "NODE_NAME".to_owned(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "spec.nodeName".to_owned(),
-                        ..ObjectFieldSelector::default()
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
-            EnvVar {
-                name: "RUST_LOG".to_owned(),
-                value: Some(settings.log_level.clone()),
-                ..EnvVar::default()
-            },
-        ]),
+        env: Some(env),
+        ports,
         // Required with the stage1 override (seed 003): fly gives the pod the host's namespaces.
         // The image runs as non-root by default (the controller is `restricted`); the agent writes root-owned files.
         security_context: Some(SecurityContext {
@@ -233,6 +240,21 @@ pub fn agent_daemonset(settings: &AgentSettings) -> DaemonSet {
     daemonset
 }
 
+/// An environment variable from a field of the pod.
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 /// The hash that identifies a DaemonSet as the controller renders it. (A DaemonSet always serializes; were it not
 /// to, every template would hash alike and the controller would write it once more, nothing worse.)
 fn template_hash(daemonset: &DaemonSet) -> String {
@@ -292,7 +314,55 @@ mod tests {
             check_interval_seconds: 30,
             release_ca_config_map: None,
             release_keys_config_map: None,
+            metrics_port: None,
         }
+    }
+
+    #[test]
+    fn metrics_are_served_on_the_nodes_address_only_when_a_port_is_set() {
+        let container = |settings: &AgentSettings| {
+            agent_daemonset(settings)
+                .spec
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
+                .clone()
+        };
+        let quiet = container(&settings());
+        assert!(quiet.ports.is_none());
+        assert!(
+            !quiet
+                .args
+                .unwrap()
+                .iter()
+                .any(|arg| arg.starts_with("--metrics"))
+        );
+        let serving = container(&AgentSettings {
+            metrics_port: Some(9478),
+            ..settings()
+        });
+        let args = serving.args.unwrap();
+        assert!(args.contains(&"--metrics-port=9478".to_owned()), "{args:?}");
+        assert!(
+            args.contains(&"--metrics-ip=$(HOST_IP)".to_owned()),
+            "{args:?}"
+        );
+        let host_ip = serving
+            .env
+            .unwrap()
+            .into_iter()
+            .find(|env| env.name == "HOST_IP")
+            .expect("HOST_IP");
+        assert_eq!(
+            host_ip.value_from.unwrap().field_ref.unwrap().field_path,
+            "status.hostIP"
+        );
+        let port = &serving.ports.unwrap()[0];
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("metrics"), 9478)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::api::NodePhase;
+use crate::api::{NodePhase, RktNodeConfig};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
@@ -21,6 +21,30 @@ pub struct WriteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigNodeLabels {
+    pub config: String,
+    pub state: ConfigNodeState,
+}
+
+/// A count of a config's status, as a label value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ConfigNodeState {
+    /// `status.matchedNodes`: nodes the config selects and wins.
+    Matched,
+    /// `status.updatedNodes`: nodes given its current rendering.
+    Updated,
+    /// `status.readyNodes`: nodes that applied it and report a healthy rkt API service.
+    Ready,
+    /// `status.degradedNodes`: nodes that failed to apply it.
+    Degraded,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    pub config: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +103,10 @@ pub struct Metrics {
     pub nodes: Family<PhaseLabels, Gauge>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// Each config's node counts, from its status.
+    pub config_nodes: Family<ConfigNodeLabels, Gauge>,
+    /// 1 for a config whose rollout is paused.
+    pub config_paused: Family<ConfigLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -91,6 +119,8 @@ impl Default for Metrics {
         let writes = Family::<WriteLabels, Counter>::default();
         let nodes = Family::<PhaseLabels, Gauge>::default();
         let leader = Gauge::default();
+        let config_nodes = Family::<ConfigNodeLabels, Gauge>::default();
+        let config_paused = Family::<ConfigLabels, Gauge>::default();
         registry.register(
             "reconciles",
             "Reconcile passes over the cluster",
@@ -117,6 +147,16 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        registry.register(
+            "config_nodes",
+            "Each RktNodeConfig's nodes by state, as its status counts them",
+            config_nodes.clone(),
+        );
+        registry.register(
+            "config_paused",
+            "1 for a RktNodeConfig whose rollout is paused",
+            config_paused.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -125,6 +165,8 @@ impl Default for Metrics {
             writes,
             nodes,
             leader,
+            config_nodes,
+            config_paused,
         }
     }
 }
@@ -150,6 +192,32 @@ impl Metrics {
         }
         for (phase, count) in counts {
             self.nodes.get_or_create(&PhaseLabels { phase }).set(count);
+        }
+    }
+
+    /// Sets the config gauges from the configs' statuses; a config that is gone loses its series.
+    pub fn set_configs<'a>(&self, configs: impl IntoIterator<Item = &'a RktNodeConfig>) {
+        self.config_nodes.clear();
+        self.config_paused.clear();
+        for config in configs {
+            let name = config.metadata.name.clone().unwrap_or_default();
+            let status = config.status.clone().unwrap_or_default();
+            for (state, count) in [
+                (ConfigNodeState::Matched, status.matched_nodes),
+                (ConfigNodeState::Updated, status.updated_nodes),
+                (ConfigNodeState::Ready, status.ready_nodes),
+                (ConfigNodeState::Degraded, status.degraded_nodes),
+            ] {
+                let labels = ConfigNodeLabels {
+                    config: name.clone(),
+                    state,
+                };
+                self.config_nodes.get_or_create(&labels).set(count.into());
+            }
+            let labels = ConfigLabels { config: name };
+            self.config_paused
+                .get_or_create(&labels)
+                .set(config.spec.rollout.paused.into());
         }
     }
 
@@ -179,5 +247,34 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
         }
+    }
+
+    #[test]
+    fn config_gauges_follow_the_configs_that_exist() {
+        let config = |name: &str, paused: bool, ready: i32| {
+            let mut config = RktNodeConfig::new(
+                name,
+                serde_json::from_value(serde_json::json!({"rkt": {"version": "1.30.0"}, "rollout": {"paused": paused}}))
+                    .unwrap(),
+            );
+            config.status = Some(crate::api::RktNodeConfigStatus {
+                matched_nodes: 3,
+                ready_nodes: ready,
+                ..Default::default()
+            });
+            config
+        };
+        let metrics = Metrics::default();
+        metrics.set_configs(&[config("gone", false, 1), config("edge", true, 2)]);
+        metrics.set_configs(&[config("edge", true, 3)]);
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"rktnetes_controller_config_nodes{config="edge",state="Matched"} 3"#,
+            r#"rktnetes_controller_config_nodes{config="edge",state="Ready"} 3"#,
+            r#"rktnetes_controller_config_paused{config="edge"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        assert!(!text.contains("gone"), "{text}");
     }
 }

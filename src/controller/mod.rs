@@ -12,7 +12,7 @@ mod caches;
 pub mod config_status;
 mod http;
 mod leadership;
-mod metrics;
+pub(crate) mod metrics;
 pub mod plan;
 pub mod rollout;
 pub mod selection;
@@ -106,6 +106,9 @@ pub struct ControllerArgs {
     /// rkt releases (`spec.rkt.install.signatureUrl`).
     #[arg(long)]
     pub agent_release_keys_config_map: Option<String>,
+    /// The port on each node's IP where the agents serve their Prometheus metrics; not served unless given.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub agent_metrics_port: Option<u16>,
 }
 
 /// A list of tolerations given as one JSON argument (clap would otherwise take a `Vec` as repeated arguments).
@@ -144,6 +147,7 @@ impl ControllerArgs {
             check_interval_seconds: self.agent_check_interval,
             release_ca_config_map: self.agent_release_ca_config_map.clone(),
             release_keys_config_map: self.agent_release_keys_config_map.clone(),
+            metrics_port: self.agent_metrics_port,
         }
     }
 }
@@ -266,12 +270,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         let leads = *leader.borrow();
         metrics.leader.set(i64::from(leads));
         let snapshot = caches.snapshot();
-        metrics.set_phases(
-            snapshot
-                .states
-                .iter()
-                .map(|state| state.status.as_ref().and_then(|status| status.phase)),
-        );
+        metrics.set_phases(snapshot.states.iter().map(|state| state.current_phase()));
+        metrics.set_configs(snapshot.configs.iter().map(AsRef::as_ref));
         if !leads {
             continue;
         }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     api::{
-        RktNodeConfig, RktNodeConfigStatus, RktNodeState,
+        NodePhase, RktNodeConfig, RktNodeConfigStatus, RktNodeState,
         node_state::{AGENT_CLEANUP_FINALIZER, Release},
     },
     conditions::{name_some, transitions},
@@ -188,14 +188,19 @@ fn plan_config(
                 node: (*node).to_owned(),
                 desired_hash: state.map(|state| state.spec.hash.clone()),
                 applied_hash: status.and_then(|status| status.applied_hash.clone()),
-                phase: status.and_then(|status| status.phase),
+                phase: state.and_then(|state| state.current_phase()),
             }
         })
         .collect();
     let errors: BTreeMap<String, String> = nodes
         .iter()
         .filter_map(|node| {
-            let error = states.get(node)?.status.as_ref()?.last_error.clone()?;
+            let state = states.get(node)?;
+            // An error reported on an earlier spec is not this one's.
+            if state.current_phase() == Some(NodePhase::Pending) {
+                return None;
+            }
+            let error = state.status.as_ref()?.last_error.clone()?;
             Some(((*node).to_owned(), error))
         })
         .collect();
@@ -310,10 +315,7 @@ fn state_name(state: &RktNodeState) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        api::{NodePhase, RktNodeStateStatus},
-        events::EventType,
-    };
+    use crate::{api::RktNodeStateStatus, events::EventType};
 
     fn now() -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap())
@@ -401,6 +403,58 @@ mod tests {
                 && third.statuses.is_empty()
         );
         assert!(third.events.is_empty());
+    }
+
+    #[test]
+    fn a_rollback_reported_on_an_earlier_spec_does_not_halt_the_current_one() {
+        let configs = [config(
+            "c",
+            serde_json::json!({"rollout": {"maxUnavailable": 1}}),
+        )];
+        let nodes = [node("n1", &[]), node("n2", &[])];
+        let first = plan(&snapshot(&configs, &nodes, &[]), &now());
+        // n1 has the current spec; its agent's last status rolled back an earlier one.
+        let rolled_back = |observed: &str| {
+            let mut state = first.apply_states[0].clone();
+            state.status = Some(RktNodeStateStatus {
+                phase: Some(NodePhase::RolledBack),
+                observed_hash: Some(observed.to_owned()),
+                last_error: Some("the earlier spec broke GetInfo".to_owned()),
+                ..RktNodeStateStatus::default()
+            });
+            Arc::new(state)
+        };
+        let degraded = |plan: &Plan| {
+            let condition = plan.statuses[0]
+                .1
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .cloned()
+                .unwrap();
+            (condition.status, condition.message)
+        };
+
+        let stale = plan(
+            &snapshot(&configs, &nodes, &[rolled_back("earlier")]),
+            &now(),
+        );
+        assert_eq!(stale.apply_states.len(), 0, "n1 is still updating");
+        let (status, message) = degraded(&stale);
+        assert_eq!(status, "False", "{message}");
+
+        let current_hash = first.apply_states[0].spec.hash.clone();
+        let current = plan(
+            &snapshot(&configs, &nodes, &[rolled_back(&current_hash)]),
+            &now(),
+        );
+        assert!(current.apply_states.is_empty(), "the rollout halts at n1");
+        let (status, message) = degraded(&current);
+        assert_eq!(status, "True");
+        assert!(
+            message.contains("the earlier spec broke GetInfo"),
+            "{message}"
+        );
     }
 
     #[test]

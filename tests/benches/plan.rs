@@ -246,6 +246,7 @@ fn applied(mut state: RktNodeState, index: usize) -> Arc<RktNodeState> {
     };
     state.status = Some(RktNodeStateStatus {
         phase: Some(NodePhase::Applied),
+        observed_hash: Some(state.spec.hash.clone()),
         applied_hash: Some(state.spec.hash.clone()),
         observed_rkt_version: Some("1.30.0".to_owned()),
         observed_systemd_version: Some("252".to_owned()),
@@ -426,6 +427,7 @@ fn agent_settings() -> AgentSettings {
         check_interval_seconds: 30,
         release_ca_config_map: None,
         release_keys_config_map: None,
+        metrics_port: None,
     }
 }
 

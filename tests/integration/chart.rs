@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::support::{
     chart::{CHART, KUBE_VERSION, RELEASE_NAMESPACE, helm, helm_output},
     cluster::{TestCluster, cluster, run, serial},
+    repo_path,
 };
 
 /// The namespaces of a rendering that only goes through the API server's dry run, away from the installed release.
@@ -143,9 +144,93 @@ fn the_api_server_accepts_the_rendered_chart_and_the_controller_is_restricted() 
     assert!(args.contains(&"--agent-tolerations=[{\"operator\":\"Exists\"}]"));
 }
 
+#[test]
+fn the_monitoring_values_render_the_alerts_the_dashboard_and_the_agents_pod_monitor() {
+    let cluster = cluster();
+    let yaml = template(
+        cluster,
+        &[
+            "--set",
+            "agent.metrics.port=9478",
+            "--set",
+            "metrics.podMonitor.enabled=true",
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set",
+            "metrics.prometheusRule.labels.release=prometheus",
+            "--set",
+            "metrics.grafanaDashboard.enabled=true",
+        ],
+    );
+    // helm's stream, parsed here: kubectl would need the prometheus-operator CRDs to read it.
+    let objects: Vec<Value> = serde_saphyr::from_multiple::<Option<Value>>(&yaml)
+        .expect("helm prints YAML")
+        .into_iter()
+        .flatten()
+        .collect();
+    let find = |kind: &str| {
+        objects
+            .iter()
+            .find(|object| object["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} rendered"))
+    };
+    let rules: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo_path(
+            "charts/rktnetes-operator/files/prometheus-rules.yaml",
+        ))
+        .expect("readable"),
+    )
+    .expect("YAML");
+    let rule = find("PrometheusRule");
+    assert_eq!(rule["spec"], rules, "the PrometheusRule is the rules file");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let dashboard = objects
+        .iter()
+        .find(|object| {
+            object["kind"] == "ConfigMap"
+                && object["metadata"]["name"] == "rktnetes-grafana-dashboard"
+        })
+        .expect("the dashboard's ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let rendered: Value =
+        serde_json::from_str(dashboard["data"]["rktnetes.json"].as_str().expect("text"))
+            .expect("the dashboard is JSON");
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_path(
+            "charts/rktnetes-operator/files/grafana-dashboard.json",
+        ))
+        .expect("readable"),
+    )
+    .expect("JSON");
+    assert_eq!(rendered, file);
+    let monitor = find("PodMonitor");
+    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["metadata"]["namespace"], "rktnetes-agent");
+    let deployment = find("Deployment");
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array()
+            .expect("args")
+            .contains(&Value::from("--agent-metrics-port=9478")),
+        "{args}"
+    );
+
+    // Off by default.
+    let plain = template(cluster, &[]);
+    for kind in [
+        "PrometheusRule",
+        "PodMonitor",
+        "rktnetes-grafana-dashboard",
+        "--agent-metrics-port",
+    ] {
+        assert!(!plain.contains(kind), "{kind} rendered by default");
+    }
+}
+
 /// Each case: a `--set` that breaks the schema, and the value the error must name.
-const INVALID_VALUES: [(&str, &str); 9] = [
+const INVALID_VALUES: [(&str, &str); 10] = [
     ("controller.replicas=two", "/controller/replicas"),
+    ("agent.metrics.port=70000", "/agent/metrics/port"),
     ("controller.replicas=0", "/controller/replicas"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ("agent.namespace=Agents_Here", "/agent/namespace"),

@@ -7,6 +7,7 @@
 //! (`-- --include-ignored nodes:: kind::`).
 
 mod admission;
+mod alerts;
 mod argocd_health;
 mod campaigns;
 mod chart;

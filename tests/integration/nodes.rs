@@ -22,7 +22,7 @@ use crate::support::{
     controller::{UnavailableWatch, apply_config, condition, config, converged, states},
     eventually,
     fixtures::TestConfig,
-    nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, node_file, node_ok, node_shell},
+    nodes::{OLD_RKT_NODE, OLD_RKT_VERSION, POOL, agent_metric, node_file, node_ok, node_shell},
     scenario::{
         Cleanup, FAULT_FILE, NET_FILE, REACTION, STAGE1_FILE, UNIT_FILE, VENDOR_STAGE1,
         bridge_example, degraded_with, in_phase, last_error, main_pid, node_conditions, node_event,
@@ -198,10 +198,26 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
         ),
     );
     let _fault_cleared = Cleanup(broken_node, format!("rm -f {FAULT_FILE}"));
+    let watch = UnavailableWatch::start(client.clone()).await;
     apply_config(&client, base.mtu(1400)).await;
 
-    let error = last_error(&in_phase(&client, broken_node, NodePhase::RolledBack).await);
+    let rolled_back = in_phase(&client, broken_node, NodePhase::RolledBack).await;
+    let error = last_error(&rolled_back);
     assert!(error.contains("GetInfo"), "{error}");
+    // The change took longer than the agent's ANNOUNCE_AFTER (a restart, then 5 s of GetInfo failing), so it said
+    // `Applying` on the new spec first; each status named the spec it reported on.
+    let reported = &watch.finish().phases[broken_node];
+    let failing = Some(rolled_back.spec.hash.clone());
+    let applying = reported
+        .iter()
+        .position(|seen| *seen == (failing.clone(), Some(NodePhase::Applying)));
+    let rolled = reported
+        .iter()
+        .position(|seen| *seen == (failing.clone(), Some(NodePhase::RolledBack)));
+    assert!(
+        matches!((applying, rolled), (Some(a), Some(r)) if a < r),
+        "{broken_node} reported {reported:?}"
+    );
     assert_eq!(
         node_file(broken_node, NET_FILE).as_deref(),
         Some(old_file.as_str()),
@@ -211,6 +227,21 @@ async fn a_change_that_breaks_the_rkt_api_service_is_rolled_back_and_halts_the_r
         node_ok(broken_node, "systemctl is-active rkt-api.service").trim(),
         "active"
     );
+    // What the agents count says so too.
+    assert!(agent_metric(broken_node, "rktnetes_agent_rollbacks_total") >= 1.0);
+    assert!(
+        agent_metric(
+            broken_node,
+            r#"rktnetes_agent_api_service_restarts_total{result="Failed"}"#
+        ) >= 1.0
+    );
+    assert!(
+        agent_metric(
+            broken_node,
+            "rktnetes_agent_health_check_duration_seconds_count"
+        ) >= 1.0
+    );
+    assert!(agent_metric(POOL[0], "rktnetes_agent_applies_total") >= 1.0);
 
     let config = eventually("the config reports Degraded", REACTION, async || {
         let config = config(&client, "rollback").await;
@@ -312,7 +343,7 @@ async fn flannel_not_running_and_a_plugin_not_on_the_node_are_reported() {
     let state = &states(&client).await[node];
     let status = state.status.as_ref().expect("a status");
     assert_eq!(
-        (status.phase, status.applied_hash.as_deref()),
+        (state.current_phase(), status.applied_hash.as_deref()),
         (Some(NodePhase::Degraded), Some(state.spec.hash.as_str())),
         "written, not rolled back: the config waits for flannel"
     );

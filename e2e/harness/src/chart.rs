@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::Context;
 
+use crate::machines::AGENT_METRICS_PORT;
+
 /// The Helm release.
 pub const RELEASE: &str = "rktnetes";
 /// The release's namespace, where the controller Deployment runs.
@@ -69,15 +71,16 @@ pub fn run_values() -> Option<PathBuf> {
 }
 
 /// Values that run `image` (`repository:tag`, already on every node: never pulled) with agents that check their
-/// node every 3 s, as the nspawn nodes' agents do, so the suite's waits are the same on both, and the test runs'
-/// controller resync ([`TEST_RESYNC`]).
+/// node every 3 s and serve their metrics on [`AGENT_METRICS_PORT`], as the nspawn nodes' agents do, so the suite
+/// reads both alike, and the test runs' controller resync ([`TEST_RESYNC`]).
 pub fn local_image_values(image: &str) -> anyhow::Result<String> {
     let (repository, tag) = image
         .rsplit_once(':')
         .filter(|(repository, tag)| !repository.is_empty() && !tag.is_empty() && !tag.contains('/'))
         .with_context(|| format!("the operator image {image:?} is not REPOSITORY:TAG"))?;
     Ok(format!(
-        "image:\n  repository: {repository}\n  tag: {tag}\n  pullPolicy: Never\nagent:\n  checkIntervalSeconds: 3\ncontroller:\n  resyncSeconds: 5\n"
+        "image:\n  repository: {repository}\n  tag: {tag}\n  pullPolicy: Never\nagent:\n  checkIntervalSeconds: 3\n  \
+         metrics:\n    port: {AGENT_METRICS_PORT}\ncontroller:\n  resyncSeconds: 5\n"
     ))
 }
 
@@ -92,7 +95,7 @@ mod tests {
         assert_eq!(
             values,
             "image:\n  repository: localhost:5000/rktnetes-operator\n  tag: 0123abcd\n  pullPolicy: Never\n\
-             agent:\n  checkIntervalSeconds: 3\ncontroller:\n  resyncSeconds: 5\n"
+             agent:\n  checkIntervalSeconds: 3\n  metrics:\n    port: 9478\ncontroller:\n  resyncSeconds: 5\n"
         );
         assert!(local_image_values("rktnetes-operator").is_err());
         assert!(local_image_values("localhost:5000/rktnetes-operator").is_err());

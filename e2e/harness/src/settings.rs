@@ -71,6 +71,18 @@ impl Settings {
             .join("bin"))
     }
 
+    /// promtool (`e2e/build-tools.sh`), keyed by the Prometheus module's version.
+    pub fn promtool(&self) -> anyhow::Result<PathBuf> {
+        Ok(self
+            .cache
+            .join("tools")
+            .join(format!(
+                "prometheus-{}",
+                self.version("PROMETHEUS_VERSION")?
+            ))
+            .join("bin/promtool"))
+    }
+
     /// The kind lane's tools (`e2e/build-tools.sh kind`), keyed by their versions.
     pub fn kind_tools_bin(&self) -> anyhow::Result<PathBuf> {
         Ok(self

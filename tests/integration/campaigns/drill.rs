@@ -170,6 +170,7 @@ impl Drill {
         let Ok(state) = self.states().get(self.node).await else {
             return false;
         };
+        let phase = state.current_phase();
         let Some(status) = state.status else {
             return false;
         };
@@ -181,11 +182,11 @@ impl Drill {
             .is_none_or(|ledger| ledger.get("pending").is_some());
         let reported = match expect {
             Expect::Applied(spec) => {
-                status.phase == Some(NodePhase::Applied)
+                phase == Some(NodePhase::Applied)
                     && status.applied_hash.as_deref() == Some(spec.hash.as_str())
             }
             Expect::RolledBack(failed) => {
-                status.phase == Some(NodePhase::RolledBack)
+                phase == Some(NodePhase::RolledBack)
                     && ledger.as_ref().and_then(|ledger| ledger.get("failedHash"))
                         == Some(&Value::from(failed.hash.as_str()))
             }

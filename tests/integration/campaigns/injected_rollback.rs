@@ -244,9 +244,8 @@ async fn an_injected_failure_halts_the_rollout_at_the_failing_node() {
             REACTION,
             async || {
                 let state = states(&client).await.remove(failing_node)?;
-                let status = state.status.as_ref()?;
                 (state.spec.hash == failing_spec.hash
-                    && status.phase == Some(NodePhase::RolledBack))
+                    && state.current_phase() == Some(NodePhase::RolledBack))
                 .then_some(())
             },
         )

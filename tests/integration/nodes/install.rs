@@ -393,9 +393,10 @@ async fn an_install_source_upgrades_rkt_in_waves_and_a_release_that_fails_is_swi
         .collect();
     apply_config(&client, mirror.config("install", "e2e", BROKEN_VERSION)).await;
     let (node, state) = eventually("a node reports RolledBack", REACTION, async || {
-        states(&client).await.into_iter().find(|(_, state)| {
-            state.status.as_ref().and_then(|status| status.phase) == Some(NodePhase::RolledBack)
-        })
+        states(&client)
+            .await
+            .into_iter()
+            .find(|(_, state)| state.current_phase() == Some(NodePhase::RolledBack))
     })
     .await;
     let error = last_error(&state);
@@ -423,10 +424,7 @@ async fn an_install_source_upgrades_rkt_in_waves_and_a_release_that_fails_is_swi
         },
     )
     .await;
-    assert_eq!(
-        state.status.and_then(|status| status.phase),
-        Some(NodePhase::RolledBack)
-    );
+    assert_eq!(state.current_phase(), Some(NodePhase::RolledBack));
     controller.two_more_passes(&client).await;
     let states_now = states(&client).await;
     for other in POOL.iter().filter(|other| **other != node) {

@@ -29,6 +29,7 @@ use rktnetes_e2e::{
     node_objects::{self, Origin},
 };
 use rktnetes_operator::{
+    agent::ANNOUNCE_AFTER,
     api::{NodePhase, RktNodeConfig, RktNodeState, node_state::Release},
     controller::rollout::NodeProgress,
 };
@@ -512,8 +513,7 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
             let hash = state.spec.hash.clone();
             let status = state.status.clone().unwrap_or_default();
             let done = status.applied_hash.as_deref() == Some(hash.as_str())
-                || (status.phase == Some(NodePhase::RolledBack)
-                    && seen.get(&node).is_some_and(|(h, _)| *h == hash));
+                || (state.current_phase() == Some(NodePhase::RolledBack));
             if done {
                 continue;
             }
@@ -522,13 +522,16 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
                 _ => {
                     let now = tokio::time::Instant::now();
                     seen.insert(node.clone(), (hash.clone(), now));
-                    let applying = json!({
-                        "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
-                        "status": {"phase": "Applying", "appliedHash": status.applied_hash}
-                    });
-                    let _ = api
-                        .patch_status(&node, &params, &Patch::Apply(&applying))
-                        .await;
+                    // As the agent does: an apply that takes a while says so.
+                    if apply_time >= ANNOUNCE_AFTER {
+                        let applying = json!({
+                            "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
+                            "status": {"phase": "Applying", "observedHash": hash, "appliedHash": status.applied_hash}
+                        });
+                        let _ = api
+                            .patch_status(&node, &params, &Patch::Apply(&applying))
+                            .await;
+                    }
                     now
                 }
             };
@@ -541,6 +544,7 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
                     "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
                     "status": {
                         "phase": "RolledBack",
+                        "observedHash": hash,
                         "appliedHash": status.applied_hash,
                         "apiServiceHealthy": true,
                         "lastError": "the rkt API service did not answer GetInfo after the restart; the previous files were restored",
@@ -549,7 +553,7 @@ async fn simulate(client: Client, apply_time: Duration, failing: Arc<Mutex<BTree
             } else {
                 json!({
                     "apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState",
-                    "status": {"phase": "Applied", "appliedHash": hash, "apiServiceHealthy": true}
+                    "status": {"phase": "Applied", "observedHash": hash, "appliedHash": hash, "apiServiceHealthy": true}
                 })
             };
             let _ = api
@@ -566,7 +570,7 @@ fn progress_of(state: &RktNodeState) -> NodeProgress {
         node: state.name_any(),
         desired_hash: Some(state.spec.hash.clone()),
         applied_hash: status.applied_hash,
-        phase: status.phase,
+        phase: state.current_phase(),
     }
 }
 
@@ -627,7 +631,12 @@ pub struct WatchRecord {
     pub relists: usize,
     /// By node, how many times its spec's hash changed.
     pub spec_changes: BTreeMap<String, usize>,
+    /// By node, each phase its agent reported, with the spec hash it reported it on, in order.
+    pub phases: BTreeMap<String, Vec<Reported>>,
 }
+
+/// A phase as an agent reported it: the spec hash it reported on (`status.observedHash`), and the phase.
+pub type Reported = (Option<String>, Option<NodePhase>);
 
 impl UnavailableWatch {
     /// Starts watching; returns once the watch holds its first full list, so every later change is seen.
@@ -659,7 +668,13 @@ impl UnavailableWatch {
                                 .get(&node)
                                 .is_some_and(|before| before.spec.hash != state.spec.hash)
                             {
-                                *record.spec_changes.entry(node).or_default() += 1;
+                                *record.spec_changes.entry(node.clone()).or_default() += 1;
+                            }
+                            let status = state.status.clone().unwrap_or_default();
+                            let reported = (status.observed_hash, status.phase);
+                            let phases = record.phases.entry(node).or_default();
+                            if phases.last() != Some(&reported) {
+                                phases.push(reported);
                             }
                         };
                     match event {

@@ -256,6 +256,26 @@ pub fn node_ok(node: &str, script: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A sample of the node agent's `/metrics` (served on the node's own address, as the chart has it), or 0 when it has
+/// none.
+pub fn agent_metric(node: &str, series: &str) -> f64 {
+    let port = rktnetes_e2e::machines::AGENT_METRICS_PORT;
+    let text = node_ok(
+        node,
+        &format!(
+            "bash -c 'address=$(ip -4 -o address show scope global | awk \"{{print \\$4; exit}}\" | cut -d/ -f1); \
+             exec 3<>/dev/tcp/$address/{port}; printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'"
+        ),
+    );
+    assert!(
+        text.starts_with("HTTP/1.0 200"),
+        "{node}'s agent answered:\n{text}"
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A file's content on a node, or `None` when it is not there.
 pub fn node_file(node: &str, path: &str) -> Option<String> {
     let output = node_shell(node, &format!("cat '{path}'"));

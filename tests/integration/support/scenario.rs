@@ -109,11 +109,11 @@ pub async fn node_event(client: &Client, node: &str, reason: &str, text: &str) {
     .await;
 }
 
-/// The node's state once it reports `phase`.
+/// The node's state once it reports `phase` on its current spec.
 pub async fn in_phase(client: &Client, node: &str, phase: NodePhase) -> RktNodeState {
     eventually(&format!("{node} reports {phase:?}"), REACTION, async || {
         let state = states(client).await.remove(node)?;
-        (state.status.as_ref()?.phase == Some(phase)).then_some(state)
+        (state.current_phase() == Some(phase)).then_some(state)
     })
     .await
 }
@@ -125,7 +125,7 @@ pub async fn degraded_with(client: &Client, node: &str, text: &str) -> RktNodeSt
         REACTION,
         async || {
             let state = states(client).await.remove(node)?;
-            let degraded = state.status.as_ref()?.phase == Some(NodePhase::Degraded);
+            let degraded = state.current_phase() == Some(NodePhase::Degraded);
             (degraded && last_error(&state).contains(text)).then_some(state)
         },
     )

@@ -38,7 +38,7 @@ use anyhow::{Context, bail};
 pub use self::{
     network::{MAX_MACHINES, NodeNetwork},
     node::{NODE_PREFIX, node_name},
-    root::RootMode,
+    root::{AGENT_METRICS_PORT, RootMode},
 };
 use crate::{
     output::{log, print_tail},

@@ -179,16 +179,21 @@ pub fn configure(root: &Path, node_files: &Path, identity: &Identity<'_>) -> any
     // restarted one 5 s to answer (30 s by default; the stand-in answers within milliseconds), so that a broken
     // change is rolled back quickly. Release downloads trust the certificate authorities that a test puts in
     // release-ca.crt (its release mirror's), beside the node's own, and releases may be signed by the keys it puts
-    // in release-keys.asc.
+    // in release-keys.asc. The agent serves its metrics on port 9478 of the node's addresses.
     write(
         &root.join("etc/rktnetes/agent.env"),
         &format!(
             "NODE_NAME={name}\nRKTNETES_CHECK_INTERVAL=3\nRKTNETES_HEALTH_TIMEOUT=5\n\
              RKTNETES_RELEASE_CA_FILE=/etc/rktnetes/release-ca.crt\n\
-             RKTNETES_RELEASE_KEYS_FILE=/etc/rktnetes/release-keys.asc\n"
+             RKTNETES_RELEASE_KEYS_FILE=/etc/rktnetes/release-keys.asc\n\
+             RKTNETES_METRICS_PORT={AGENT_METRICS_PORT}\nRKTNETES_METRICS_IP=0.0.0.0\n"
         ),
     )
 }
+
+/// Where the agent of a test machine serves its metrics, on the machine's addresses (on the kind lane, the chart's
+/// `agent.metrics.port`, on the node's IP).
+pub const AGENT_METRICS_PORT: u16 = 9478;
 
 /// systemd-networkd's configuration of the machine's end of its veth: a fixed address, the host as gateway, no
 /// DHCP or IPv6 autoconfiguration.

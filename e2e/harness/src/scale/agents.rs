@@ -1,7 +1,8 @@
 //! Simulated agents, one process for all of them (`rktnetes-e2e scale agents`): each watches its own node's
 //! RktNodeState with a field selector, as the real agent does (one watch, one connection each), and answers a new
-//! spec with the writes the real agent makes for a change (src/agent/reconciler.rs): its status `Applying`, after
-//! the apply delay `Applied` with the hash, and its conditions on the Node the first time. A state being deleted gets the real
+//! spec with the writes the real agent makes for a change (src/agent/reconciler.rs): after the apply delay its status
+//! `Applied` with the hash (and `Applying` before it when the delay is longer than the agent's `ANNOUNCE_AFTER`), and
+//! its conditions on the Node the first time. A state being deleted gets the real
 //! agent's clean-up writes: the conditions taken off the Node, a `FilesRemoved` Event, and the cleanup finalizer
 //! removed.
 
@@ -71,6 +72,9 @@ pub async fn run(client: Client, nodes: usize, apply_delay: Duration) -> anyhow:
     Ok(())
 }
 
+/// The real agent's `ANNOUNCE_AFTER` (src/agent/reconciler.rs): an apply slower than this says `Applying`.
+const ANNOUNCE_AFTER: Duration = Duration::from_secs(5);
+
 struct Agent {
     node: String,
     states: Api<DynamicObject>,
@@ -132,10 +136,17 @@ impl Agent {
             return;
         }
         self.announced = Some(hash.clone());
-        let applying = json!({"phase": "Applying", "appliedHash": applied});
-        self.status(applying).await;
-        tokio::time::sleep(self.apply_delay).await;
-        let done = json!({"phase": "Applied", "appliedHash": hash, "apiServiceHealthy": true});
+        // As the agent does, an apply that takes longer than ANNOUNCE_AFTER says `Applying` when that has passed.
+        if self.apply_delay > ANNOUNCE_AFTER {
+            tokio::time::sleep(ANNOUNCE_AFTER).await;
+            let applying =
+                json!({"phase": "Applying", "observedHash": hash, "appliedHash": applied});
+            self.status(applying).await;
+            tokio::time::sleep(self.apply_delay - ANNOUNCE_AFTER).await;
+        } else {
+            tokio::time::sleep(self.apply_delay).await;
+        }
+        let done = json!({"phase": "Applied", "observedHash": hash, "appliedHash": hash, "apiServiceHealthy": true});
         self.status(done).await;
         if !self.conditions_written {
             self.conditions(&["RktNetworkReady", "RktAPIServiceHealthy"])
