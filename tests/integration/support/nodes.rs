@@ -256,14 +256,14 @@ pub fn node_ok(node: &str, script: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A sample of the node agent's `/metrics` (served on the node's own address, as the chart has it), or 0 when it has
-/// none.
+/// A sample of the node agent's `/metrics` (served on the node's own address, as the chart has it: the source
+/// address of its default route, not a pod network bridge's), or 0 when it has none.
 pub fn agent_metric(node: &str, series: &str) -> f64 {
     let port = rktnetes_e2e::machines::AGENT_METRICS_PORT;
     let text = node_ok(
         node,
         &format!(
-            "bash -c 'address=$(ip -4 -o address show scope global | awk \"{{print \\$4; exit}}\" | cut -d/ -f1); \
+            "bash -c 'address=$(ip -4 -o route get 192.0.2.1 | sed -n \"s/.* src \\([0-9.]*\\).*/\\1/p\"); \
              exec 3<>/dev/tcp/$address/{port}; printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'"
         ),
     );
