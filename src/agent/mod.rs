@@ -208,11 +208,7 @@ async fn run_for_node(args: AgentArgs) -> Result<(), AgentError> {
                 Some(Ok(StateEvent::Present(state))) => { desired = Some(*state); synced = true; }
                 Some(Ok(StateEvent::Gone)) => { desired = None; synced = true; }
                 Some(Ok(StateEvent::Synced)) => synced = true,
-                Some(Err(error)) => {
-                    metrics::METRICS.watch_restarts.inc();
-                    tracing::warn!(%error, "watching the RktNodeState failed; retrying");
-                    continue;
-                }
+                Some(Err(error)) => { tracing::warn!(%error, "watching the RktNodeState failed; retrying"); continue; }
                 None => break,
             },
             changed = drift.changed() => if let Err(error) = changed {

@@ -50,7 +50,10 @@ where
                 } else {
                     StateEvent::Gone
                 })),
-                Err(error) => Some(Err(error)),
+                Err(error) => {
+                    super::metrics::METRICS.watch_restarts.inc();
+                    Some(Err(error))
+                }
             };
             futures::future::ready(mapped)
         })

@@ -68,15 +68,7 @@ impl Reports {
         if current == Some(&status) || self.last_status.as_ref() == Some(&status) {
             return Ok(());
         }
-        let patch =
-            json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState", "status": status});
-        self.states
-            .patch_status(
-                &self.node,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        write_status(&self.states, &self.node, &status).await?;
         self.last_status = Some(status);
         Ok(())
     }
@@ -86,9 +78,12 @@ impl Reports {
     pub fn announce_later(&self, status: RktNodeStateStatus, after: Duration) -> Announcement {
         let progress = Arc::new(Mutex::new(AnnouncementProgress::Due));
         let task = tokio::spawn({
-            let (states, node, progress) =
-                (self.states.clone(), self.node.clone(), progress.clone());
-            let patch = json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState", "status": status});
+            let (states, node, progress, status) = (
+                self.states.clone(),
+                self.node.clone(),
+                progress.clone(),
+                status.clone(),
+            );
             async move {
                 tokio::time::sleep(after).await;
                 // Held while writing: a status written after it waits until this one is in.
@@ -96,11 +91,7 @@ impl Reports {
                 if *progress != AnnouncementProgress::Due {
                     return;
                 }
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                match states
-                    .patch_status(&node, &params, &Patch::Apply(&patch))
-                    .await
-                {
+                match write_status(&states, &node, &status).await {
                     Ok(_) => *progress = AnnouncementProgress::Written,
                     Err(error) => tracing::warn!(%error, "could not report Applying"),
                 }
@@ -161,6 +152,21 @@ impl Reports {
             tracing::warn!(%error, reason, "could not record an Event");
         }
     }
+}
+
+/// Applies `status` as the RktNodeState status of `node`, under the agent's field manager.
+async fn write_status(
+    states: &Api<RktNodeState>,
+    node: &str,
+    status: &RktNodeStateStatus,
+) -> Result<(), kube::Error> {
+    let patch =
+        json!({"apiVersion": "rktnetes.io/v1alpha1", "kind": "RktNodeState", "status": status});
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    states
+        .patch_status(node, &params, &Patch::Apply(&patch))
+        .await
+        .map(drop)
 }
 
 /// An `Applying` status that will be written unless settled first.
